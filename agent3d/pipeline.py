@@ -1,0 +1,112 @@
+"""One cloud through the whole flow: sample, summarise, verbalize, ask, gate, score, propagate."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent3d.agent import find_suspects
+from agent3d.cloud import Detection, LLMReport, PointCloud, ResolvedSuspect
+from agent3d.gating import GATINGS, gate
+from agent3d.geometry import local_geometry
+from agent3d.llm.base import Backend
+from agent3d.prompts import load_prompt
+from agent3d.sampling import sample
+from agent3d.scoring import SelfReferenceScorer, propagate
+from agent3d.verbalize import verbalize
+
+
+@dataclass
+class DetectConfig:
+    """Settings of one detection; the CLI flags map onto these fields.
+
+    Attributes
+    ----------
+    n_points : int, default 256
+        Points shown to the language model (``--n-points``).
+    sampling : {"fps", "voxel"}, default "fps"
+    prompt : str, default "geom"
+        Prompt template name (``--prompt``).
+    prompts_dir : str, optional
+        Folder of prompt templates; the shipped ones by default.
+    max_prompt_tokens : int, default 6000
+        Token budget per request (``--max-prompt-tokens``); the view is tiled to honour it.
+    gating : {"llm", "all"}, default "llm"
+    budget : float, default 0.1
+        Fraction of full-cloud points the scorer may touch (``--budget``).
+    retries : int, default 2
+        Retries of an unusable reply, with the error fed back.
+    seed : int, default 0
+    """
+
+    n_points: int = 256
+    sampling: str = "fps"
+    prompt: str = "geom"
+    prompts_dir: str | None = None
+    max_prompt_tokens: int = 6000
+    gating: str = "llm"
+    budget: float = 0.1
+    retries: int = 2
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise ValueError for settings out of range."""
+        if self.gating not in GATINGS:
+            raise ValueError(f"unknown gating '{self.gating}' (expected one of {', '.join(GATINGS)})")
+        if not 0 < self.budget <= 1:
+            raise ValueError(f"--budget must be in (0, 1], got {self.budget}")
+        if self.n_points < 1 or self.max_prompt_tokens < 1 or self.retries < 0:
+            raise ValueError("--n-points and --max-prompt-tokens must be >= 1 and --retries >= 0")
+
+
+def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = None) -> Detection:
+    """Run the pipeline on one cloud.
+
+    Parameters
+    ----------
+    cloud : PointCloud
+    config : DetectConfig
+    backend : Backend, optional
+        Required when ``config.gating == "llm"``.
+
+    Returns
+    -------
+    Detection
+
+    Raises
+    ------
+    ValueError
+        Bad settings, an unknown prompt, or ``llm`` gating without a backend.
+    agent3d.llm.base.BackendError
+        When the backend fails outright (not for unusable replies, which are retried and reported).
+    """
+    config.check()
+    start = time.perf_counter()
+    points = cloud.points
+    suspects, report, prompt_name = [], None, None
+    if config.gating == "llm":
+        if backend is None:
+            raise ValueError("gating 'llm' needs a language-model backend")
+        prompt = load_prompt(config.prompt, config.prompts_dir)
+        prompt_name = prompt.name
+        shown = sample(points, config.n_points, config.sampling, seed=config.seed)
+        geometry = local_geometry(points, shown, seed=config.seed) if prompt.format == "xyz+geom" else None
+        view = verbalize(points, shown, geometry, prompt.format)
+        found, report = find_suspects(backend, prompt, view, len(cloud), config.max_prompt_tokens, config.retries)
+        suspects = [ResolvedSuspect(id=s.id, index=int(view.indices[row]),
+                                    xyz=tuple(float(v) for v in points[view.indices[row]]),
+                                    confidence=s.confidence, reason=s.reason) for row, s in found]
+    scored = gate(config.gating, points, np.array([s.index for s in suspects], dtype=np.int64), config.budget)
+    scorer = SelfReferenceScorer(seed=config.seed).fit(points)
+    point_scores = scorer.score(scored)
+    mask = np.zeros(len(cloud), dtype=bool)
+    mask[scored] = True
+    return Detection(
+        object_score=float(point_scores.max()) if len(point_scores) else 0.0,
+        scores=propagate(len(cloud), scored, point_scores), scored=mask, suspects=suspects,
+        seconds=time.perf_counter() - start,
+        backend=backend.name if report else None, model=backend.model if report else None,
+        prompt=prompt_name, gating=config.gating, scorer=scorer.name, budget=config.budget,
+        llm=report if report else LLMReport() if config.gating == "llm" else None)

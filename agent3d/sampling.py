@@ -1,0 +1,142 @@
+"""Choosing the points the language model sees: voxel downsampling and farthest point sampling.
+
+Every sampler returns indices into the full cloud, so each sampled point keeps its identity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLERS = ("fps", "voxel")
+
+
+def farthest_point_sampling(points: np.ndarray, n_samples: int, seed: int = 0) -> np.ndarray:
+    """Greedy farthest point sampling (FPS).
+
+    Starts at a seeded random point, then repeatedly adds the point farthest from the
+    points chosen so far (PointNet++: Qi et al., NeurIPS 2017). O(n_points * n_samples).
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    n_samples : int
+        How many points to keep; all points are kept when ``n_samples >= n_points``.
+    seed : int, default 0
+        Chooses the first point.
+
+    Returns
+    -------
+    indices : ndarray of shape (min(n_samples, n_points),), int64
+        Indices into ``points``, in the order they were chosen.
+    """
+    n = points.shape[0]
+    if n_samples >= n:
+        return np.arange(n, dtype=np.int64)
+    columns = [np.ascontiguousarray(points[:, axis], dtype=np.float64) for axis in range(3)]
+    selected = np.empty(n_samples, dtype=np.int64)
+    selected[0] = np.random.default_rng(seed).integers(n)
+    distance, squared, difference = np.full(n, np.inf), np.empty(n), np.empty(n)
+    for i in range(n_samples):
+        if i:
+            selected[i] = int(np.argmax(distance))
+        centre = points[selected[i]]
+        squared.fill(0.0)
+        for axis in range(3):  # in-place arithmetic: no temporaries of shape (n, 3)
+            np.subtract(columns[axis], centre[axis], out=difference)
+            difference *= difference
+            squared += difference
+        np.minimum(distance, squared, out=distance)
+    return selected
+
+
+def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
+    """One point per occupied voxel: the point nearest the voxel's centroid.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    voxel_size : float
+        Edge of the cubic voxels, in the cloud's units; must be > 0.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_voxels,), int64
+        Indices into ``points``, sorted.
+
+    Raises
+    ------
+    ValueError
+        If ``voxel_size`` is not positive.
+    """
+    if not voxel_size > 0:
+        raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+    keys = np.floor((points - points.min(axis=0)) / voxel_size).astype(np.int64)
+    _, voxel, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    voxel = voxel.reshape(-1)
+    centroids = np.zeros((counts.shape[0], 3))
+    np.add.at(centroids, voxel, points)
+    centroids /= counts[:, None]
+    distance = np.sum((points - centroids[voxel]) ** 2, axis=1)
+    order = np.lexsort((distance, voxel))  # by voxel, nearest first
+    first = np.r_[True, voxel[order][1:] != voxel[order][:-1]]
+    return np.sort(order[first])
+
+
+def voxel_downsample_to(points: np.ndarray, n_target: int) -> np.ndarray:
+    """Voxel downsampling with the voxel size found by bisection to give about ``n_target`` points.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    n_target : int
+        Wanted number of points; the result has at most this many.
+
+    Returns
+    -------
+    indices : ndarray of shape (<= n_target,), int64
+    """
+    if n_target >= points.shape[0]:
+        return np.arange(points.shape[0], dtype=np.int64)
+    low, high = 0.0, float(np.ptp(points, axis=0).max())
+    best = voxel_downsample(points, high)
+    for _ in range(30):
+        size = 0.5 * (low + high)
+        indices = voxel_downsample(points, size)
+        if len(indices) > n_target:
+            low = size
+        else:
+            high, best = size, indices
+            if len(indices) >= 0.97 * n_target:
+                break
+    return best
+
+
+def sample(points: np.ndarray, n_points: int, method: str = "fps", seed: int = 0) -> np.ndarray:
+    """Indices of the points shown to the language model.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points_full, 3), float64
+    n_points : int
+        Target count (``--n-points``; 256 by default in the CLI).
+    method : {"fps", "voxel"}, default "fps"
+        Farthest point sampling (exact count) or voxel downsampling (at most ``n_points``).
+    seed : int, default 0
+        Used by FPS; voxel downsampling is deterministic.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_sampled,), int64
+
+    Raises
+    ------
+    ValueError
+        Unknown method or ``n_points < 1``.
+    """
+    if n_points < 1:
+        raise ValueError(f"n_points must be >= 1, got {n_points}")
+    if method == "fps":
+        return farthest_point_sampling(points, n_points, seed=seed)
+    if method == "voxel":
+        return voxel_downsample_to(points, n_points)
+    raise ValueError(f"unknown sampling method '{method}' (expected one of {', '.join(SAMPLERS)})")
