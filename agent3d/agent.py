@@ -1,7 +1,7 @@
 """Asking the language model for suspects, and never trusting its answer.
 
-Each reply is parsed and validated: a reply that is not a JSON object with a ``suspects`` list is
-retried (at most ``retries`` times) with the error fed back to the model; inside a usable reply,
+Each reply is parsed and validated: a reply that is not a JSON object with a ``suspects`` list, or
+whose every item fails the schema, is retried (at most ``retries`` times) with the error fed back to the model; inside a usable reply,
 items that fail the :class:`~agent3d.cloud.Suspect` schema, name an id that was not shown, or
 repeat an id are dropped and counted. When a tile's replies stay unusable the failure is recorded
 and that tile contributes no suspects.
@@ -54,7 +54,8 @@ def parse_reply(text: str, known_ids: set[str]) -> ParsedReply:
     Raises
     ------
     ReplyError
-        When the text is not a JSON object holding a ``suspects`` list.
+        When the text is not a JSON object holding a ``suspects`` list, or when every item in
+        the list fails the schema (the first error is in the message, to be fed back).
     """
     try:
         data = json.loads(text)
@@ -62,13 +63,14 @@ def parse_reply(text: str, known_ids: set[str]) -> ParsedReply:
         raise ReplyError(f"the reply is not valid JSON ({error.msg} at character {error.pos})") from None
     if not isinstance(data, dict) or not isinstance(data.get("suspects"), list):
         raise ReplyError('the reply must be a JSON object {"suspects": [...]}')
-    kept, seen = [], set()
+    kept, seen, first_error = [], set(), None
     dropped = {"invalid": 0, "unknown_id": 0, "duplicate": 0}
     for item in data["suspects"]:
         try:
             suspect = Suspect.model_validate(item)
-        except ValidationError:
+        except ValidationError as error:
             dropped["invalid"] += 1
+            first_error = first_error or error.errors()[0]
             continue
         suspect_id = suspect.id.strip()
         if suspect_id not in known_ids:
@@ -78,6 +80,9 @@ def parse_reply(text: str, known_ids: set[str]) -> ParsedReply:
         elif len(kept) < MAX_SUSPECTS:
             seen.add(suspect_id)
             kept.append(suspect.model_copy(update={"id": suspect_id}))
+    if first_error and dropped["invalid"] == len(data["suspects"]):
+        where = ".".join(str(part) for part in first_error["loc"])
+        raise ReplyError(f"all {len(data['suspects'])} suspects are invalid, e.g. {where}: {first_error['msg']}")
     return ParsedReply(kept, dropped)
 
 

@@ -109,7 +109,8 @@ def fpfh(points: np.ndarray, query: np.ndarray | None = None, scales: tuple[int,
     Returns
     -------
     features : ndarray of shape (n_query, 33 * len(scales)), float32
-        Each histogram divided by 100 (open3d's bins sum to 100 per sub-histogram).
+        Divided by 200, so each of the three 11-bin sub-histograms per scale sums to 1 (open3d's
+        FPFH adds the point's SPFH, which sums to 100, to the weighted mean of its neighbours').
     """
     import open3d as o3d
 
@@ -120,5 +121,5 @@ def fpfh(points: np.ndarray, query: np.ndarray | None = None, scales: tuple[int,
     for k in scales:
         feature = o3d.t.pipelines.registration.compute_fpfh_feature(cloud, max_nn=int(k), radius=None,
                                                                     indices=indices)
-        parts.append(feature.numpy().astype(np.float32) / 100.0)
+        parts.append(feature.numpy().astype(np.float32) / 200.0)
     return np.concatenate(parts, axis=1)

@@ -213,13 +213,13 @@ def _read_table(path: Path) -> np.ndarray:
         else:
             break
     data_line = head[skip] if skip < len(head) else ""
+    if not data_line.strip():
+        raise InputError(path, "empty cloud (no points)")
     delimiter = "," if "," in data_line else None
     try:
         table = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64)
     except ValueError as error:
         raise InputError(path, f"not a numeric table ({str(error).splitlines()[0]})") from None
-    if table.size == 0:
-        raise InputError(path, "empty cloud (no points)")
     return table
 
 

@@ -16,6 +16,8 @@ from scipy.spatial import cKDTree
 from agent3d.geometry import fpfh
 from agent3d.sampling import farthest_point_sampling
 
+CHUNK = 16384  # query points per batch, bounds memory on large clouds
+
 
 class SelfReferenceScorer:
     """FPFH rarity within the cloud itself (no reference needed).
@@ -83,15 +85,23 @@ class SelfReferenceScorer:
         if len(indices) == 0:
             return np.empty(0)
         features = fpfh(self.points_, indices)
-        # ask for enough neighbours that the excluded (spatially close) ones can be skipped
-        n_ask = min(len(self.bank_index_), self.n_neighbours + 64)
+        rarity = np.concatenate([self._rarity(indices[i:i + CHUNK], features[i:i + CHUNK])
+                                 for i in range(0, len(indices), CHUNK)])
+        return smooth(self.points_[indices], rarity, self.smoothing)
+
+    def _rarity(self, indices: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Mean feature distance to the nearest bank entries outside the exclusion radius."""
+        centres = self.points_[indices]
+        # ask for enough feature neighbours that every spatially close bank entry can be skipped
+        excluded = self.spatial_tree_.query_ball_point(centres, r=self.radius_, return_length=True)
+        n_ask = int(min(len(self.bank_index_), self.n_neighbours + excluded.max()))
         distance, neighbour = self.bank_tree_.query(features, k=n_ask, workers=-1)
-        near = np.linalg.norm(self.points_[self.bank_index_][neighbour] - self.points_[indices][:, None, :],
-                              axis=2) < self.radius_
-        distance = np.where(near, np.inf, distance)
-        nearest = np.sort(distance, axis=1)[:, : self.n_neighbours]
-        nearest = np.where(np.isfinite(nearest), nearest, np.nanmax(np.where(np.isfinite(nearest), nearest, np.nan)))
-        return smooth(self.points_[indices], nearest.mean(axis=1), self.smoothing)
+        distance, neighbour = distance.reshape(len(indices), -1), neighbour.reshape(len(indices), -1)
+        near = np.linalg.norm(self.points_[self.bank_index_][neighbour] - centres[:, None, :], axis=2) < self.radius_
+        nearest = np.sort(np.where(near, np.inf, distance), axis=1)[:, : self.n_neighbours]
+        short = ~np.isfinite(nearest).all(axis=1)
+        nearest[short] = distance[short, : self.n_neighbours]  # tiny clouds: exclusion would leave too few
+        return nearest.mean(axis=1)
 
 
 def smooth(points: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:

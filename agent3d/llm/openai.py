@@ -59,19 +59,23 @@ class OpenAIBackend:
     def complete(self, messages: Messages, schema: dict) -> Reply:
         start = time.perf_counter()
         try:
+            out = None
             if self.schema_mode == "json_schema":
                 try:
                     out = self._create(messages, {"type": "json_schema", "json_schema": {
                         "name": "suspect_list", "schema": schema, "strict": True}})
-                except self._openai.BadRequestError:
+                except self._openai.APIStatusError as error:
+                    if not refuses_json_schema(error):
+                        raise
                     self.schema_mode = "json_object"
-            if self.schema_mode == "json_object":
+            if out is None:
                 hint = f"\nThe JSON object must follow this JSON schema: {json.dumps(schema)}"
                 patched = [{**messages[0], "content": messages[0]["content"] + hint}, *messages[1:]]
-                out = self._create(patched, {"type": "json_object"})
+                # "schema" is llama.cpp's extension for constrained decoding; other servers ignore it
+                out = self._create(patched, {"type": "json_object", "schema": schema})
         except self._openai.APIError as error:
-            raise BackendError(f"{self.base_url or 'OpenAI'}: {type(error).__name__}: "
-                               f"{getattr(error, 'message', '')}".rstrip(": ")) from None
+            detail = " ".join(str(getattr(error, "message", error)).split())[:300]
+            raise BackendError(f"{self.base_url or 'OpenAI'}: {type(error).__name__}: {detail}") from None
         usage = out.usage
         return Reply(text=out.choices[0].message.content or "",
                      prompt_tokens=int(usage.prompt_tokens if usage else 0),
@@ -96,3 +100,9 @@ class OpenAIBackend:
             except (OSError, ValueError, KeyError, TypeError):  # URLError is an OSError
                 pass
         return math.ceil(len(text) / CHARS_PER_TOKEN) + 4 * len(messages)
+
+
+def refuses_json_schema(error) -> bool:
+    """True when a server's error says it does not accept ``response_format`` ``json_schema``
+    (OpenAI-compatible servers answer 400, 422, or even 500 with a validation message)."""
+    return error.status_code in (400, 422) or "json_schema" in str(getattr(error, "message", ""))

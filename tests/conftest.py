@@ -1,0 +1,80 @@
+"""Shared fixtures: sample paths, generated surfaces, the real embedded model, an isolated cache."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data_samples" / "surface_00.txt"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own response cache folder."""
+    monkeypatch.setenv("AGENT3D_CACHE_DIR", str(tmp_path / "llm-cache"))
+    return tmp_path / "llm-cache"
+
+
+def wavy_surface(n: int = 4000, seed: int = 0) -> np.ndarray:
+    """A smooth freeform height field over [-1, 1]^2, points of shape (n, 3)."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-1, 1, size=(n, 2))
+    z = 0.15 * np.sin(2 * xy[:, 0]) * np.cos(1.5 * xy[:, 1])
+    return np.column_stack([xy, z])
+
+
+def plant_bump(points: np.ndarray, centre_xy=(0.3, -0.2), radius: float = 0.15, height: float = 0.06):
+    """Displace points within ``radius`` of ``centre_xy`` upwards by a smooth bump; returns (points, labels)."""
+    distance = np.linalg.norm(points[:, :2] - np.asarray(centre_xy), axis=1)
+    inside = distance < radius
+    bumped = points.copy()
+    bumped[inside, 2] += height * np.cos(0.5 * np.pi * distance[inside] / radius) ** 2
+    return bumped, inside.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def embedded_backend():
+    """The real embedded SmolLM2-135M-Instruct through llama.cpp (loaded once per session)."""
+    from agent3d.llm.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """llama-cpp-python's OpenAI-compatible server with the embedded model, on 127.0.0.1 and a free port."""
+    from agent3d.llm.llama_cpp import default_model_path
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "8192", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=2).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("the llama-cpp-python server did not start")
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
