@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent3d.agent import find_suspects
-from agent3d.cloud import Detection, LLMReport, PointCloud, ResolvedSuspect
+from agent3d.cloud import Detection, PointCloud, ResolvedSuspect
 from agent3d.gating import GATINGS, gate
 from agent3d.geometry import local_geometry
 from agent3d.llm.base import Backend
@@ -108,5 +108,4 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         scores=propagate(len(cloud), scored, point_scores), scored=mask, suspects=suspects,
         seconds=time.perf_counter() - start,
         backend=backend.name if report else None, model=backend.model if report else None,
-        prompt=prompt_name, gating=config.gating, scorer=scorer.name, budget=config.budget,
-        llm=report if report else LLMReport() if config.gating == "llm" else None)
+        prompt=prompt_name, gating=config.gating, scorer=scorer.name, budget=config.budget, llm=report)
