@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent3d.cloud import Detection, PointCloud
-from agent3d.io import InputError, read_cloud, read_gt, write_json, write_ply
+from agent3d.io import InputError, read_cloud, read_gt, read_references, write_json, write_ply
 from agent3d.llm.base import Backend, BackendError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -30,7 +30,14 @@ class BackendName(str, Enum):
 
 class Gating(str, Enum):
     llm = "llm"
+    saliency = "saliency"
+    random = "random"
     all = "all"
+
+
+class ObjectScore(str, Enum):
+    max = "max"
+    topk_mean = "topk-mean"
 
 
 class Sampling(str, Enum):
@@ -74,6 +81,22 @@ def make_backend(name: str, model: str | None, base_url: str | None, use_cache: 
     return CachedBackend(backend) if use_cache else backend
 
 
+def make_scorer(references: list[Path], seed: int):
+    """The memory-bank scorer fitted on the reference clouds, or the self-reference scorer without any.
+
+    Raises
+    ------
+    InputError
+        An unreadable reference.
+    """
+    from agent3d.scoring import MemoryBankScorer, SelfReferenceScorer
+
+    if not references:
+        return SelfReferenceScorer(seed=seed)
+    clouds = read_references(references)
+    return MemoryBankScorer(seed=seed).fit([c.points for c in clouds], [c.source for c in clouds])
+
+
 def load_input(file: Path, gt: Path | None) -> PointCloud:
     """Read the cloud and, when given, its ground truth (matched by nearest neighbour)."""
     cloud = read_cloud(file)
@@ -85,6 +108,8 @@ def load_input(file: Path, gt: Path | None) -> PointCloud:
 @app.command()
 def detect(
     file: Path = typer.Argument(..., help="Point cloud: .ply .pcd .obj .xyz .txt .csv .pts .npy .npz"),
+    reference: list[Path] = typer.Option([], help="Normal reference cloud or folder (repeatable): "
+                                                  "memory-bank scorer; without it, self-reference."),
     backend: BackendName = typer.Option(BackendName.llama_cpp, help="Language-model backend."),
     model: Optional[str] = typer.Option(None, help="GGUF file (llama-cpp; default: embedded SmolLM2-135M) "
                                                    "or model name (openai)."),
@@ -92,7 +117,9 @@ def detect(
     prompt: str = typer.Option("geom", help="Prompt template name."),
     prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates."),
     gating: Gating = typer.Option(Gating.llm, help="Which points the scorer checks."),
-    budget: float = typer.Option(0.1, help="Fraction of points the scorer may touch (llm gating)."),
+    budget: float = typer.Option(0.1, help="Fraction of points the scorer may touch (all but 'all' gating)."),
+    object_score: ObjectScore = typer.Option(ObjectScore.max, help="Object score from the point scores."),
+    topk: int = typer.Option(10, help="k of topk-mean."),
     n_points: int = typer.Option(256, help="Points shown to the language model."),
     sampling: Sampling = typer.Option(Sampling.fps, help="How those points are chosen."),
     max_prompt_tokens: int = typer.Option(6000, help="Token budget per request; the view is tiled to fit."),
@@ -110,12 +137,13 @@ def detect(
     config = DetectConfig(n_points=n_points, sampling=sampling.value, prompt=prompt,
                           prompts_dir=str(prompts_dir) if prompts_dir else None,
                           max_prompt_tokens=max_prompt_tokens, gating=gating.value, budget=budget,
-                          retries=retries, seed=seed)
+                          object_score=object_score.value, topk=topk, retries=retries, seed=seed)
     try:
         config.check()
         cloud = load_input(file, gt)
+        scorer = make_scorer(reference, seed)
         llm = make_backend(backend.value, model, base_url, not no_cache) if gating == Gating.llm else None
-        result = run_detect(cloud, config, llm)
+        result = run_detect(cloud, config, llm, scorer)
     except InputError as error:
         fail(str(error), 2)
     except ValueError as error:
@@ -149,6 +177,8 @@ def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None
     summary.add_row("object score", f"{result.object_score:.4f}")
     summary.add_row("scored", f"{result.n_scored:,} of {result.n_points:,} points ({result.gating} gating, "
                               f"budget {result.budget:g}, {result.scorer} scorer)")
+    if result.reference:
+        summary.add_row("reference", ", ".join(result.reference))
     summary.add_row("tokens", f"{data['tokens']['prompt']:,} prompt, {data['tokens']['completion']:,} completion")
     summary.add_row("seconds", f"{result.seconds:.2f}")
     summary.add_row("backend", f"{result.backend or '-'}  model {result.model or '-'}  prompt {result.prompt or '-'}")

@@ -154,6 +154,10 @@ class Detection:
         What produced the suspects; ``None`` when no language model was asked.
     gating, scorer : str
         Gating strategy and scorer name.
+    reference : list of str
+        Reference clouds of the memory bank (empty for the self-reference scorer).
+    seeds : list of int
+        Full-cloud indices the gating grew its neighbourhoods from (suspects, salient or random points).
     budget : float
         Fraction of full-cloud points the scorer was allowed to touch.
     llm : LLMReport or None
@@ -171,6 +175,8 @@ class Detection:
     gating: str
     scorer: str
     budget: float
+    reference: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
     llm: LLMReport | None = None
 
     @property
@@ -197,5 +203,7 @@ class Detection:
             "gating": self.gating,
             "budget": self.budget,
             "scorer": self.scorer,
+            "reference": list(self.reference),
+            "seeds": list(self.seeds),
             "llm": self.llm.to_json() if self.llm else None,
         }

@@ -82,6 +82,36 @@ def read_cloud(path: str | os.PathLike) -> PointCloud:
     return _validated(path, points, labels)
 
 
+def read_references(paths: list[str | os.PathLike]) -> list[PointCloud]:
+    """Read reference clouds of normal parts.
+
+    Parameters
+    ----------
+    paths : list of str or Path
+        Files, or folders whose cloud files (any extension of ``CLOUD_EXTENSIONS``) are all read,
+        in sorted order.
+
+    Returns
+    -------
+    list of PointCloud
+
+    Raises
+    ------
+    InputError
+        A path that does not exist, a folder with no cloud file, or any unreadable cloud.
+    """
+    clouds = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CLOUD_EXTENSIONS)
+            if not files:
+                raise InputError(path, "folder holds no point cloud file")
+            clouds.extend(read_cloud(f) for f in files)
+        else:
+            clouds.append(read_cloud(path))
+    return clouds
+
+
 def read_gt(path: str | os.PathLike, points: np.ndarray) -> np.ndarray:
     """Read a ground-truth mask and match it to a cloud by nearest neighbour.
 

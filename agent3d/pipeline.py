@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent3d.agent import find_suspects
-from agent3d.cloud import Detection, PointCloud, ResolvedSuspect
-from agent3d.gating import GATINGS, gate
+from agent3d.agent import MAX_SUSPECTS, find_suspects
+from agent3d.cloud import Detection, LLMReport, PointCloud, ResolvedSuspect
+from agent3d.gating import GATINGS, gate, random_seeds, saliency_seeds
 from agent3d.geometry import local_geometry
 from agent3d.llm.base import Backend
 from agent3d.prompts import load_prompt
 from agent3d.sampling import sample
-from agent3d.scoring import SelfReferenceScorer, propagate
+from agent3d.scoring import OBJECT_SCORES, MemoryBankScorer, SelfReferenceScorer, object_score, propagate
 from agent3d.verbalize import verbalize
 
 
@@ -33,9 +33,12 @@ class DetectConfig:
         Folder of prompt templates; the shipped ones by default.
     max_prompt_tokens : int, default 6000
         Token budget per request (``--max-prompt-tokens``); the view is tiled to honour it.
-    gating : {"llm", "all"}, default "llm"
+    gating : {"llm", "saliency", "random", "all"}, default "llm"
     budget : float, default 0.1
         Fraction of full-cloud points the scorer may touch (``--budget``).
+    object_score : {"max", "topk-mean"}, default "max"
+    topk : int, default 10
+        k of ``topk-mean``.
     retries : int, default 2
         Retries of an unusable reply, with the error fed back.
     seed : int, default 0
@@ -48,6 +51,8 @@ class DetectConfig:
     max_prompt_tokens: int = 6000
     gating: str = "llm"
     budget: float = 0.1
+    object_score: str = "max"
+    topk: int = 10
     retries: int = 2
     seed: int = 0
 
@@ -57,11 +62,14 @@ class DetectConfig:
             raise ValueError(f"unknown gating '{self.gating}' (expected one of {', '.join(GATINGS)})")
         if not 0 < self.budget <= 1:
             raise ValueError(f"--budget must be in (0, 1], got {self.budget}")
-        if self.n_points < 1 or self.max_prompt_tokens < 1 or self.retries < 0:
-            raise ValueError("--n-points and --max-prompt-tokens must be >= 1 and --retries >= 0")
+        if self.n_points < 1 or self.max_prompt_tokens < 1 or self.retries < 0 or self.topk < 1:
+            raise ValueError("--n-points, --max-prompt-tokens and --topk must be >= 1 and --retries >= 0")
+        if self.object_score not in OBJECT_SCORES:
+            raise ValueError(f"--object-score must be one of {', '.join(OBJECT_SCORES)}")
 
 
-def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = None) -> Detection:
+def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = None,
+           scorer: MemoryBankScorer | SelfReferenceScorer | None = None) -> Detection:
     """Run the pipeline on one cloud.
 
     Parameters
@@ -70,6 +78,8 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     config : DetectConfig
     backend : Backend, optional
         Required when ``config.gating == "llm"``.
+    scorer : MemoryBankScorer or SelfReferenceScorer, optional
+        A fitted scorer; the self-reference scorer by default.
 
     Returns
     -------
@@ -85,27 +95,42 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     config.check()
     start = time.perf_counter()
     points = cloud.points
-    suspects, report, prompt_name = [], None, None
+    suspects, report, prompt_name, seeds = [], None, None, np.empty(0, dtype=np.int64)
+    if config.gating != "all":
+        shown = sample(points, config.n_points, config.sampling, seed=config.seed)
     if config.gating == "llm":
         if backend is None:
             raise ValueError("gating 'llm' needs a language-model backend")
-        prompt = load_prompt(config.prompt, config.prompts_dir)
-        prompt_name = prompt.name
-        shown = sample(points, config.n_points, config.sampling, seed=config.seed)
-        geometry = local_geometry(points, shown, seed=config.seed) if prompt.format == "xyz+geom" else None
-        view = verbalize(points, shown, geometry, prompt.format)
-        found, report = find_suspects(backend, prompt, view, len(cloud), config.max_prompt_tokens, config.retries)
-        suspects = [ResolvedSuspect(id=s.id, index=int(view.indices[row]),
-                                    xyz=tuple(float(v) for v in points[view.indices[row]]),
-                                    confidence=s.confidence, reason=s.reason) for row, s in found]
-    scored = gate(config.gating, points, np.array([s.index for s in suspects], dtype=np.int64), config.budget)
-    scorer = SelfReferenceScorer(seed=config.seed).fit(points)
-    point_scores = scorer.score(scored)
+        suspects, report, prompt_name = ask_model(cloud, shown, config, backend)
+        seeds = np.array([s.index for s in suspects], dtype=np.int64)
+    elif config.gating == "saliency":
+        geometry = local_geometry(points, shown, seed=config.seed)
+        seeds = saliency_seeds(shown, geometry.curvature, geometry.residual, MAX_SUSPECTS)
+    elif config.gating == "random":
+        seeds = random_seeds(shown, MAX_SUSPECTS, seed=config.seed)
+    scored = gate(config.gating, points, seeds, config.budget)
+    scorer = scorer or SelfReferenceScorer(seed=config.seed)
+    point_scores = scorer.score(points, scored)
     mask = np.zeros(len(cloud), dtype=bool)
     mask[scored] = True
     return Detection(
-        object_score=float(point_scores.max()) if len(point_scores) else 0.0,
+        object_score=object_score(point_scores, config.object_score, config.topk),
         scores=propagate(len(cloud), scored, point_scores), scored=mask, suspects=suspects,
         seconds=time.perf_counter() - start,
         backend=backend.name if report else None, model=backend.model if report else None,
-        prompt=prompt_name, gating=config.gating, scorer=scorer.name, budget=config.budget, llm=report)
+        prompt=prompt_name, gating=config.gating, scorer=scorer.name, budget=config.budget,
+        reference=list(scorer.references), seeds=[int(i) for i in seeds], llm=report)
+
+
+def ask_model(cloud: PointCloud, shown: np.ndarray, config: DetectConfig,
+              backend: Backend) -> tuple[list[ResolvedSuspect], LLMReport, str]:
+    """Verbalize the shown points with the configured prompt and collect validated suspects."""
+    prompt = load_prompt(config.prompt, config.prompts_dir)
+    points = cloud.points
+    geometry = local_geometry(points, shown, seed=config.seed) if prompt.format == "xyz+geom" else None
+    view = verbalize(points, shown, geometry, prompt.format)
+    found, report = find_suspects(backend, prompt, view, len(cloud), config.max_prompt_tokens, config.retries)
+    suspects = [ResolvedSuspect(id=s.id, index=int(view.indices[row]),
+                                xyz=tuple(float(v) for v in points[view.indices[row]]),
+                                confidence=s.confidence, reason=s.reason) for row, s in found]
+    return suspects, report, prompt.name

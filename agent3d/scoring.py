@@ -1,22 +1,36 @@
 """Classical anomaly scoring of the gated points, and propagation to the whole cloud.
 
-The self-reference scorer needs no normal reference cloud: a point is anomalous when its
-multi-scale FPFH is rare within its own cloud, i.e. far (in feature space) from the features
-of a memory bank sampled from the same cloud, excluding the bank points in the point's own
-spatial surroundings (so a defect cannot vouch for itself). It follows the nearest-neighbour
-memory-bank scoring of PatchCore (Roth et al., CVPR 2022) and BTF (Horwitz & Hoshen, CVPRW
-2023), with the bank taken from the test cloud itself.
+Two scorers share one interface, ``score(points, indices) -> scores of those points``:
+
+- :class:`MemoryBankScorer` (with reference clouds of normal parts): multi-scale FPFH averaged over
+  local groups, a memory bank of the references' group features reduced by a greedy k-centre
+  coreset, score = nearest-neighbour distance to the bank. BTF (Horwitz & Hoshen, CVPRW 2023) and
+  PatchCore (Roth et al., CVPR 2022), in Simple3D's training-free form. FPFH is rotation
+  invariant, so no registration is needed.
+- :class:`SelfReferenceScorer` (no reference): a point is anomalous when its FPFH is rare within
+  its own cloud, i.e. far from a bank sampled from the same cloud outside the point's own
+  surroundings (so a defect cannot vouch for itself).
 """
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 from scipy.spatial import cKDTree
+from sklearn.neighbors import NearestNeighbors
 
-from agent3d.geometry import fpfh
+from agent3d.geometry import fpfh, group_features
 from agent3d.sampling import farthest_point_sampling
 
 CHUNK = 16384  # query points per batch, bounds memory on large clouds
+OBJECT_SCORES = ("max", "topk-mean")
+
+
+def nearest_neighbours(bank: np.ndarray) -> NearestNeighbors:
+    """A brute-force (BLAS) Euclidean nearest-neighbour index over feature vectors of shape (n, d)."""
+    return NearestNeighbors(algorithm="brute", n_jobs=os.cpu_count()).fit(bank)
 
 
 class SelfReferenceScorer:
@@ -25,7 +39,7 @@ class SelfReferenceScorer:
     Parameters
     ----------
     bank_size : int, default 4096
-        Points in the memory bank, chosen by farthest point sampling over the cloud.
+        Points in the bank, chosen by farthest point sampling over the cloud.
     n_neighbours : int, default 3
         Score = mean feature distance to this many nearest bank features.
     exclusion : float, default 10.0
@@ -35,11 +49,6 @@ class SelfReferenceScorer:
         Scores are averaged over this many nearest scored points (the point included).
     seed : int, default 0
         Seeds the farthest point sampling of the bank.
-
-    Attributes
-    ----------
-    name : str
-        ``"self-reference"``.
     """
 
     name = "self-reference"
@@ -48,34 +57,17 @@ class SelfReferenceScorer:
                  smoothing: int = 8, seed: int = 0):
         self.bank_size, self.n_neighbours, self.exclusion = bank_size, n_neighbours, exclusion
         self.smoothing, self.seed = smoothing, seed
+        self.references: list[str] = []
 
-    def fit(self, points: np.ndarray) -> "SelfReferenceScorer":
-        """Build the memory bank from the cloud to be scored.
-
-        Parameters
-        ----------
-        points : ndarray of shape (n_points, 3), float64
-
-        Returns
-        -------
-        self
-        """
-        self.points_ = points
-        self.bank_index_ = np.sort(farthest_point_sampling(points, self.bank_size, seed=self.seed))
-        self.bank_ = fpfh(points, self.bank_index_)
-        self.bank_tree_ = cKDTree(self.bank_)
-        spatial = cKDTree(points[self.bank_index_])
-        self.radius_ = self.exclusion * float(np.median(spatial.query(points[self.bank_index_], k=2)[0][:, 1]))
-        self.spatial_tree_ = spatial
-        return self
-
-    def score(self, indices: np.ndarray) -> np.ndarray:
+    def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Anomaly scores of the given points (higher = more anomalous).
 
         Parameters
         ----------
+        points : ndarray of shape (n_points, 3), float64
+            The full cloud, which is also the source of the bank.
         indices : ndarray of shape (n_scored,), int64
-            Points of the fitted cloud to score.
+            Points to score.
 
         Returns
         -------
@@ -84,24 +76,179 @@ class SelfReferenceScorer:
         """
         if len(indices) == 0:
             return np.empty(0)
-        features = fpfh(self.points_, indices)
-        rarity = np.concatenate([self._rarity(indices[i:i + CHUNK], features[i:i + CHUNK])
-                                 for i in range(0, len(indices), CHUNK)])
-        return smooth(self.points_[indices], rarity, self.smoothing)
+        bank_index = np.sort(farthest_point_sampling(points, self.bank_size, seed=self.seed))
+        spatial = cKDTree(points[bank_index])
+        radius = self.exclusion * float(np.median(spatial.query(points[bank_index], k=2)[0][:, 1]))
+        bank = nearest_neighbours(fpfh(points, bank_index))
+        features = fpfh(points, indices)
+        rarity = np.concatenate([
+            self._rarity(points, indices[i:i + CHUNK], features[i:i + CHUNK], bank, bank_index, spatial, radius)
+            for i in range(0, len(indices), CHUNK)])
+        return smooth(points[indices], rarity, self.smoothing)
 
-    def _rarity(self, indices: np.ndarray, features: np.ndarray) -> np.ndarray:
+    def _rarity(self, points, indices, features, bank, bank_index, spatial, radius) -> np.ndarray:
         """Mean feature distance to the nearest bank entries outside the exclusion radius."""
-        centres = self.points_[indices]
+        centres = points[indices]
         # ask for enough feature neighbours that every spatially close bank entry can be skipped
-        excluded = self.spatial_tree_.query_ball_point(centres, r=self.radius_, return_length=True)
-        n_ask = int(min(len(self.bank_index_), self.n_neighbours + excluded.max()))
-        distance, neighbour = self.bank_tree_.query(features, k=n_ask, workers=-1)
-        distance, neighbour = distance.reshape(len(indices), -1), neighbour.reshape(len(indices), -1)
-        near = np.linalg.norm(self.points_[self.bank_index_][neighbour] - centres[:, None, :], axis=2) < self.radius_
+        excluded = spatial.query_ball_point(centres, r=radius, return_length=True)
+        n_ask = int(min(len(bank_index), self.n_neighbours + excluded.max()))
+        distance, neighbour = bank.kneighbors(features, n_neighbors=n_ask)
+        near = np.linalg.norm(points[bank_index][neighbour] - centres[:, None, :], axis=2) < radius
         nearest = np.sort(np.where(near, np.inf, distance), axis=1)[:, : self.n_neighbours]
         short = ~np.isfinite(nearest).all(axis=1)
         nearest[short] = distance[short, : self.n_neighbours]  # tiny clouds: exclusion would leave too few
         return nearest.mean(axis=1)
+
+
+class MemoryBankScorer:
+    """Nearest-neighbour distance to a coreset memory bank of normal group features.
+
+    Parameters
+    ----------
+    coreset_fraction : float, default 0.1
+        Fraction of the references' group features kept in the bank (PatchCore uses 1-10 %).
+    coreset_cap : int, default 10000
+        At most this many bank entries.
+    group_size : int, default 32
+        Points per local group (see :func:`agent3d.geometry.group_features`).
+    stride : int, default 8
+        About one group centre per ``stride`` points.
+    n_neighbours : int, default 1
+        Score = mean distance to this many nearest bank entries (PatchCore: 1).
+    seed : int, default 0
+        Seeds the coreset start and its random projection.
+
+    Attributes
+    ----------
+    bank_ : ndarray of shape (n_bank, 99), float32
+        The coreset, after :meth:`fit`.
+    n_features_ : int
+        Group features before the coreset reduction.
+    references : list of str
+        Sources of the reference clouds (for the detection record).
+    """
+
+    name = "memory-bank"
+
+    def __init__(self, coreset_fraction: float = 0.1, coreset_cap: int = 10000, group_size: int = 32,
+                 stride: int = 8, n_neighbours: int = 1, seed: int = 0):
+        if not 0 < coreset_fraction <= 1:
+            raise ValueError(f"coreset_fraction must be in (0, 1], got {coreset_fraction}")
+        self.coreset_fraction, self.coreset_cap = coreset_fraction, coreset_cap
+        self.group_size, self.stride, self.n_neighbours, self.seed = group_size, stride, n_neighbours, seed
+        self.references = []
+
+    def fit(self, references: list[np.ndarray], sources: list[str] | None = None) -> "MemoryBankScorer":
+        """Build the memory bank from clouds of normal parts.
+
+        Parameters
+        ----------
+        references : list of ndarray of shape (n_points_i, 3), float64
+            One or more normal clouds; poses need not match the test cloud.
+        sources : list of str, optional
+            Their paths, recorded in ``references``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            If no reference is given.
+        """
+        if not references:
+            raise ValueError("the memory bank needs at least one reference cloud")
+        features = np.vstack([group_features(r, np.arange(len(r)), self.group_size, self.stride, self.seed)[1]
+                              for r in references])
+        n_keep = min(self.coreset_cap, max(1, math.ceil(self.coreset_fraction * len(features))))
+        self.n_features_ = len(features)
+        self.bank_ = features[greedy_coreset(features, n_keep, seed=self.seed)]
+        self.index_ = nearest_neighbours(self.bank_)
+        self.references = list(sources or [])
+        return self
+
+    def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Anomaly scores of the given points: group distances to the bank, interpolated to the points.
+
+        Parameters
+        ----------
+        points : ndarray of shape (n_points, 3), float64
+            The full test cloud.
+        indices : ndarray of shape (n_scored,), int64
+            Points to score; groups are centred among them, features use the full cloud.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_scored,), float64
+            Inverse-distance weighted mean of the 3 nearest group scores (a smoothing over neighbours).
+        """
+        if len(indices) == 0:
+            return np.empty(0)
+        centres, features = group_features(points, indices, self.group_size, self.stride, self.seed)
+        distance, _ = self.index_.kneighbors(features, n_neighbors=min(self.n_neighbours, len(self.bank_)))
+        return interpolate(points[centres], distance.mean(axis=1), points[indices])
+
+
+def greedy_coreset(features: np.ndarray, n_keep: int, seed: int = 0, projection_dim: int = 32) -> np.ndarray:
+    """Greedy k-centre coreset: repeatedly keep the feature farthest from those kept so far.
+
+    As in PatchCore (Roth et al., CVPR 2022): distances are computed after a seeded Gaussian random
+    projection to ``projection_dim`` dimensions (Johnson-Lindenstrauss) for speed.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n, d), float
+    n_keep : int
+        Coreset size; all rows are kept when ``n_keep >= n``.
+    seed : int, default 0
+        Chooses the projection and the first row.
+    projection_dim : int, default 32
+        No projection when ``d <= projection_dim``.
+
+    Returns
+    -------
+    indices : ndarray of shape (min(n_keep, n),), int64
+        Rows of ``features``, in the order they were chosen.
+    """
+    n, dim = features.shape
+    if n_keep >= n:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    projected = np.asarray(features, dtype=np.float32)
+    if dim > projection_dim:
+        projected = projected @ (rng.normal(size=(dim, projection_dim)) / np.sqrt(projection_dim)).astype(np.float32)
+    chosen = np.empty(n_keep, dtype=np.int64)
+    chosen[0] = rng.integers(n)
+    distance = np.full(n, np.inf, dtype=np.float32)
+    for i in range(n_keep):
+        if i:
+            chosen[i] = int(np.argmax(distance))
+        difference = projected - projected[chosen[i]]
+        np.minimum(distance, np.einsum("ij,ij->i", difference, difference), out=distance)
+    return chosen
+
+
+def interpolate(sources: np.ndarray, values: np.ndarray, targets: np.ndarray, k: int = 3) -> np.ndarray:
+    """Inverse-distance weighted mean of the ``k`` nearest source values at each target.
+
+    Parameters
+    ----------
+    sources : ndarray of shape (n_sources, 3), float64
+    values : ndarray of shape (n_sources,), float64
+    targets : ndarray of shape (n_targets, 3), float64
+    k : int, default 3
+
+    Returns
+    -------
+    ndarray of shape (n_targets,), float64
+        A target on a source takes that source's value.
+    """
+    k = min(k, len(sources))
+    distance, nearest = cKDTree(sources).query(targets, k=k, workers=-1)
+    distance, nearest = distance.reshape(len(targets), k), nearest.reshape(len(targets), k)
+    weight = 1.0 / np.maximum(distance, 1e-12)
+    return (weight * values[nearest]).sum(axis=1) / weight.sum(axis=1)
 
 
 def smooth(points: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -123,6 +270,36 @@ def smooth(points: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         return scores.astype(np.float64)
     _, neighbours = cKDTree(points).query(points, k=k, workers=-1)
     return scores[neighbours].mean(axis=1)
+
+
+def object_score(scores: np.ndarray, method: str = "max", k: int = 10) -> float:
+    """One anomaly score for the whole object from its scored points.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_scored,), float64
+    method : {"max", "topk-mean"}, default "max"
+        ``max`` is the object score of PatchCore, BTF and the Real3D-AD benchmark;
+        ``topk-mean`` (mean of the ``k`` highest) is less sensitive to a single noisy point.
+    k : int, default 10
+
+    Returns
+    -------
+    float
+        0.0 when nothing was scored.
+
+    Raises
+    ------
+    ValueError
+        Unknown method or ``k < 1``.
+    """
+    if method not in OBJECT_SCORES or k < 1:
+        raise ValueError(f"object score must be one of {', '.join(OBJECT_SCORES)} with k >= 1")
+    if len(scores) == 0:
+        return 0.0
+    if method == "max":
+        return float(scores.max())
+    return float(np.sort(scores)[-min(k, len(scores)):].mean())
 
 
 def propagate(n_points: int, indices: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -53,6 +53,28 @@ def test_out_writes_detection_and_scores_ply(tmp_path):
     assert cloud.point["anomaly_score"].numpy().max() == pytest.approx(detection["object_score"], rel=1e-5)
 
 
+@pytest.mark.parametrize("gating", ["saliency", "random", "all"])
+def test_reference_builds_a_memory_bank_for_every_gating(gating, tmp_path):
+    (tmp_path / "refs").mkdir()
+    reference = np.loadtxt(SAMPLE.parent / "surface_05.txt")[:, :3]
+    np.savetxt(tmp_path / "refs" / "normal.xyz", reference)
+    result = run("detect", SAMPLE, "--reference", tmp_path / "refs", "--gating", gating, "--json",
+                 "--object-score", "topk-mean", "--topk", "5")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["scorer"] == "memory-bank" and data["reference"] == [str(tmp_path / "refs" / "normal.xyz")]
+    assert data["n_scored"] == (4000 if gating == "all" else 400)
+    assert len(data["seeds"]) == (0 if gating == "all" else 8) and data["suspects"] == []
+
+
+def test_bad_reference_exits_2(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run("detect", SAMPLE, "--reference", tmp_path / "empty", "--gating", "all"), 2,
+                          "folder holds no point cloud file")
+    assert_one_line_error(run("detect", SAMPLE, "--reference", tmp_path / "none.ply", "--gating", "all"), 2,
+                          "none.ply: no such file")
+
+
 def test_separate_ground_truth_file(tmp_path):
     table = np.loadtxt(SAMPLE)
     np.savetxt(tmp_path / "c.xyz", table[:, :3])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent3d.gating import budget_count, gate, grow_around
+from agent3d.gating import GATINGS, budget_count, gate, grow_around, random_seeds, saliency_seeds
 from conftest import wavy_surface
 
 POINTS = wavy_surface(5000)
@@ -36,3 +36,25 @@ def test_budget_count_and_errors():
 
 def test_grow_around_duplicate_seeds_count_once():
     np.testing.assert_array_equal(grow_around(POINTS, np.array([5, 5]), 50), grow_around(POINTS, np.array([5]), 50))
+
+
+@pytest.mark.parametrize("strategy", [g for g in GATINGS if g != "all"])
+@pytest.mark.parametrize("budget", [0.01, 0.1, 0.35])
+def test_every_budgeted_strategy_spends_exactly_the_budget(strategy, budget):
+    chosen = gate(strategy, POINTS, np.array([3, 400, 4000]), budget)
+    assert len(chosen) == budget_count(5000, budget) == round(budget * 5000)
+
+
+def test_saliency_picks_the_most_curved_and_rough_shown_points():
+    shown = np.arange(100, 110)
+    curvature = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9.0])
+    residual = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 8.0])
+    assert saliency_seeds(shown, curvature, residual, 2).tolist() == [108, 109]
+
+
+def test_random_seeds_are_repeatable_shown_points():
+    shown = np.arange(500, 756)
+    first = random_seeds(shown, 8, seed=4)
+    assert len(set(first.tolist())) == 8 and set(first.tolist()) <= set(shown.tolist())
+    np.testing.assert_array_equal(first, random_seeds(shown, 8, seed=4))
+    assert not np.array_equal(first, random_seeds(shown, 8, seed=5))
