@@ -17,7 +17,8 @@ from rich.table import Table
 
 from agent3d.cloud import Detection, PointCloud
 from agent3d.io import InputError, read_cloud, read_gt, read_references, write_json, write_ply
-from agent3d.llm.base import Backend, BackendError
+from agent3d.llm import make_backend
+from agent3d.llm.base import BackendError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Can a language model, reading a point cloud as text, point at the defect?")
@@ -54,31 +55,6 @@ def fail(message: str, code: int) -> None:
     """Print one line to stderr and exit with ``code``."""
     typer.echo(f"agent3d: {message}", err=True)
     raise typer.Exit(code)
-
-
-def make_backend(name: str, model: str | None, base_url: str | None, use_cache: bool) -> Backend:
-    """Build the chosen backend, wrapped in the response cache unless ``use_cache`` is False.
-
-    Raises
-    ------
-    InputError
-        A ``--model`` file that cannot be loaded.
-    BackendError
-        Missing extra, missing API key, ``openai`` without ``--model``.
-    """
-    from agent3d.llm.cache import CachedBackend
-
-    if name == "openai":
-        from agent3d.llm.openai import OpenAIBackend
-
-        if not model:
-            raise BackendError("--backend openai needs --model")
-        backend = OpenAIBackend(model, base_url=base_url)
-    else:
-        from agent3d.llm.llama_cpp import LlamaCppBackend
-
-        backend = LlamaCppBackend(model)
-    return CachedBackend(backend) if use_cache else backend
 
 
 def make_scorer(references: list[Path], seed: int):
@@ -197,3 +173,105 @@ def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None
         console.print(table)
     elif result.gating == "llm":
         console.print("no suspects: nothing was scored above the floor")
+
+
+@app.command()
+def evaluate(
+    dataset: Path = typer.Argument(..., help="Labeled folder, Real3D-AD or Anomaly-ShapeNet layout."),
+    out: Path = typer.Option(..., help="Run folder: config.json, samples.jsonl, summary.json, report.md, roc.png."),
+    gating: list[Gating] = typer.Option(list(Gating), help="Gating strategies to compare (repeatable)."),
+    prompt: list[str] = typer.Option(["geom"], help="Prompt templates for llm gating (repeatable)."),
+    reference: list[Path] = typer.Option([], help="Normal reference clouds for every class (repeatable); "
+                                                  "default: the dataset's own, else self-reference."),
+    budget: float = typer.Option(0.1, help="Fraction of points the scorer may touch."),
+    backend: BackendName = typer.Option(BackendName.llama_cpp, help="Language-model backend."),
+    model: Optional[str] = typer.Option(None, help="GGUF file or model name (default: embedded SmolLM2-135M)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL."),
+    n_points: int = typer.Option(256, help="Points shown to the language model."),
+    object_score: ObjectScore = typer.Option(ObjectScore.max, help="Object score from the point scores."),
+    topk: int = typer.Option(10, help="k of topk-mean."),
+    workers: int = typer.Option(1, help="Samples evaluated in parallel processes."),
+    seed: int = typer.Option(0, help="Seed for sampling, gating and decoding."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ask the model even if the reply is cached."),
+) -> None:
+    """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
+    from agent3d import __version__
+    from agent3d.evaluation.datasets import load_dataset
+    from agent3d.evaluation.report import summarize, write_report
+    from agent3d.evaluation.runner import ConfigMismatch, EvalConfig, prepare_output, run_evaluation
+    from agent3d.pipeline import DetectConfig
+    from agent3d.prompts import load_prompt
+
+    gatings = list(dict.fromkeys(g.value for g in gating))
+    prompts = list(dict.fromkeys(prompt)) if "llm" in gatings else []
+    try:
+        DetectConfig(budget=budget, n_points=n_points, topk=topk).check()
+        data = load_dataset(dataset)
+        hashes = {name: load_prompt(name).digest for name in prompts}
+        config = EvalConfig(dataset=str(dataset), layout=data.layout, gatings=gatings, prompts=prompts,
+                            prompt_hashes=hashes, budget=budget, references=[str(r) for r in reference],
+                            backend=backend.value, model=model, base_url=base_url, n_points=n_points,
+                            object_score=object_score.value, topk=topk, seed=seed, use_cache=not no_cache,
+                            version=__version__)
+        total, done = len(data.samples) * len(config.runs()), len(prepare_output(out, config))
+        with evaluation_progress(total, done, out) as on_record:
+            run_evaluation(data, config, out, workers, on_record)
+        scorer = "memory-bank" if reference or any(data.references.values()) else "self-reference"
+        summary = summarize(out, config.runs(), {
+            "dataset": str(dataset), "layout": data.layout, "backend": backend.value if "llm" in gatings else None,
+            "model": model or ("SmolLM2-135M-Instruct.Q4_1.gguf" if "llm" in gatings and backend.value == "llama-cpp"
+                               else None), "budget": budget, "scorer": scorer, "version": __version__})
+        write_report(out, summary)
+    except (InputError, ConfigMismatch, ValueError) as error:
+        fail(str(error), 2)
+    except BackendError as error:
+        fail(f"backend failure: {error}", 3)
+    print_summary(summary, out)
+
+
+def evaluation_progress(total: int, done: int, out: Path):
+    """A rich progress bar over (sample, run) records with the running pooled P-AUROC per run
+    (over the records of this session)."""
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from sklearn.metrics import roc_auc_score
+
+    @contextmanager
+    def bar():
+        seen: dict[str, tuple[list, list]] = {}
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      TextColumn("{task.fields[auroc]}"), console=Console(stderr=True)) as progress:
+            task = progress.add_task("evaluating", total=total, completed=done, auroc="")
+
+            def on_record(record: dict) -> None:
+                name = f"{record['gating']}/{record['prompt']}" if record["prompt"] else record["gating"]
+                arrays = np.load(out / record["scores_file"])
+                labels, scores = seen.setdefault(name, ([], []))
+                labels.append(arrays["labels"])
+                scores.append(arrays["scores"])
+                running = []
+                for run, (ls, ss) in seen.items():
+                    pooled = np.concatenate(ls)
+                    if pooled.min() != pooled.max():
+                        running.append(f"{run} {roc_auc_score(pooled, np.concatenate(ss)):.3f}")
+                progress.update(task, advance=1, auroc="P-AUROC " + ", ".join(running))
+
+            yield on_record
+
+    return bar()
+
+
+def print_summary(summary: dict, out: Path) -> None:
+    """The report table in the terminal (short headers; at least 120 columns wide so numbers stay whole)."""
+    from agent3d.evaluation.report import table_rows
+
+    console = Console(width=max(120, Console().width))
+    table = Table(title=f"agent3d evaluate {summary['dataset']}  ({summary['n_samples']} samples per run, "
+                        f"model {summary.get('model') or 'none'})")
+    for title in ("run", "P-AUROC", "O-AUROC", "AUPRO", "AP", "recall", "scored", "tok in", "tok out", "LLM s", "s"):
+        table.add_column(title, justify="left" if title == "run" else "right", no_wrap=True)
+    for row in table_rows(summary):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"written: {out / 'summary.json'}, {out / 'report.md'}, {out / 'roc.png'}", soft_wrap=True)

@@ -49,6 +49,23 @@ def farthest_point_sampling(points: np.ndarray, n_samples: int, seed: int = 0) -
     return selected
 
 
+def voxel_keys(points: np.ndarray, voxel_size: float) -> np.ndarray:
+    """One int64 key per point naming its voxel (edge ``voxel_size``, grid anchored at the minimum corner).
+
+    Raises
+    ------
+    ValueError
+        If ``voxel_size`` is not positive or the grid would have more than 2**62 cells.
+    """
+    if not voxel_size > 0:
+        raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+    cells = np.floor((points - points.min(axis=0)) / voxel_size).astype(np.int64)
+    dims = cells.max(axis=0) + 1
+    if float(np.prod(dims.astype(np.float64))) > 2.0**62:
+        raise ValueError(f"voxel_size {voxel_size:g} is too small for this cloud")
+    return (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+
+
 def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
     """One point per occupied voxel: the point nearest the voxel's centroid.
 
@@ -66,16 +83,10 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
     Raises
     ------
     ValueError
-        If ``voxel_size`` is not positive.
+        If ``voxel_size`` is not positive (or absurdly small, see :func:`voxel_keys`).
     """
-    if not voxel_size > 0:
-        raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
-    keys = np.floor((points - points.min(axis=0)) / voxel_size).astype(np.int64)
-    _, voxel, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    voxel = voxel.reshape(-1)
-    centroids = np.zeros((counts.shape[0], 3))
-    np.add.at(centroids, voxel, points)
-    centroids /= counts[:, None]
+    _, voxel, counts = np.unique(voxel_keys(points, voxel_size), return_inverse=True, return_counts=True)
+    centroids = np.column_stack([np.bincount(voxel, weights=points[:, axis]) for axis in range(3)]) / counts[:, None]
     distance = np.sum((points - centroids[voxel]) ** 2, axis=1)
     order = np.lexsort((distance, voxel))  # by voxel, nearest first
     first = np.r_[True, voxel[order][1:] != voxel[order][:-1]]
@@ -83,13 +94,13 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
 
 
 def voxel_downsample_to(points: np.ndarray, n_target: int) -> np.ndarray:
-    """Voxel downsampling with the voxel size found by bisection to give about ``n_target`` points.
+    """Voxel downsampling with the voxel size found by bisection to give at most ``n_target`` points.
 
     Parameters
     ----------
     points : ndarray of shape (n_points, 3), float64
     n_target : int
-        Wanted number of points; the result has at most this many.
+        Wanted number of points; the result has at most this many (within 3 % below when possible).
 
     Returns
     -------
@@ -98,17 +109,20 @@ def voxel_downsample_to(points: np.ndarray, n_target: int) -> np.ndarray:
     if n_target >= points.shape[0]:
         return np.arange(points.shape[0], dtype=np.int64)
     low, high = 0.0, float(np.ptp(points, axis=0).max())
-    best = voxel_downsample(points, high)
-    for _ in range(30):
+    for _ in range(40):
         size = 0.5 * (low + high)
-        indices = voxel_downsample(points, size)
-        if len(indices) > n_target:
+        try:
+            occupied = len(np.unique(voxel_keys(points, size)))
+        except ValueError:  # grid too fine: go coarser
+            low = size
+            continue
+        if occupied > n_target:
             low = size
         else:
-            high, best = size, indices
-            if len(indices) >= 0.97 * n_target:
+            high = size
+            if occupied >= 0.97 * n_target:
                 break
-    return best
+    return voxel_downsample(points, high)
 
 
 def sample(points: np.ndarray, n_points: int, method: str = "fps", seed: int = 0) -> np.ndarray:

@@ -25,7 +25,53 @@ from agent3d.geometry import fpfh, group_features
 from agent3d.sampling import farthest_point_sampling
 
 CHUNK = 16384  # query points per batch, bounds memory on large clouds
+MAX_WORKING_POINTS = 100_000
 OBJECT_SCORES = ("max", "topk-mean")
+
+
+def working_cloud(points: np.ndarray, max_points: int = MAX_WORKING_POINTS, seed: int = 0) -> np.ndarray:
+    """Indices of the points features are computed on: all of them, or for large scans a seeded
+    uniform random subsample of ``max_points`` (features describe local shape, which a fifth of a
+    dense scan still carries; O(n), unlike a voxel grid whose size must be searched for).
+
+    Returns
+    -------
+    ndarray of shape (min(max_points, n_points),), int64, sorted
+    """
+    if len(points) <= max_points:
+        return np.arange(len(points), dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(len(points), size=max_points, replace=False))
+
+
+def at_working_resolution(points: np.ndarray, indices: np.ndarray, max_points: int, score_working,
+                          seed: int = 0) -> np.ndarray:
+    """Score ``indices`` of a cloud by scoring its working cloud near them, then interpolating back.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    indices : ndarray of shape (n_scored,), int64
+    max_points : int
+        Working-cloud size limit (see :func:`working_cloud`).
+    seed : int, default 0
+    score_working : callable
+        ``score_working(work_points, local) -> (positions (m, 3), scores (m,))`` scores the working
+        points ``local`` (the nearest working point of every scored point).
+
+    Returns
+    -------
+    ndarray of shape (n_scored,), float64
+        Inverse-distance interpolation of the working scores (exact where a point is a working point).
+    """
+    if len(indices) == 0:
+        return np.empty(0)
+    work = points[working_cloud(points, max_points, seed)]
+    if len(work) == len(points):
+        local = np.unique(indices)
+    else:
+        local = np.unique(cKDTree(work).query(points[indices], workers=-1)[1])
+    positions, scores = score_working(work, local)
+    return interpolate(positions, scores, points[indices])
 
 
 def nearest_neighbours(bank: np.ndarray) -> NearestNeighbors:
@@ -47,6 +93,8 @@ class SelfReferenceScorer:
         neighbouring bank points) to the scored point are ignored.
     smoothing : int, default 8
         Scores are averaged over this many nearest scored points (the point included).
+    max_points : int, default 100000
+        Larger clouds are scored on a random working subsample of this size (:func:`working_cloud`).
     seed : int, default 0
         Seeds the farthest point sampling of the bank.
     """
@@ -54,9 +102,9 @@ class SelfReferenceScorer:
     name = "self-reference"
 
     def __init__(self, bank_size: int = 4096, n_neighbours: int = 3, exclusion: float = 10.0,
-                 smoothing: int = 8, seed: int = 0):
+                 smoothing: int = 8, max_points: int = MAX_WORKING_POINTS, seed: int = 0):
         self.bank_size, self.n_neighbours, self.exclusion = bank_size, n_neighbours, exclusion
-        self.smoothing, self.seed = smoothing, seed
+        self.smoothing, self.max_points, self.seed = smoothing, max_points, seed
         self.references: list[str] = []
 
     def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -74,8 +122,9 @@ class SelfReferenceScorer:
         scores : ndarray of shape (n_scored,), float64
             Smoothed mean distance to the nearest allowed bank features (unit-free).
         """
-        if len(indices) == 0:
-            return np.empty(0)
+        return at_working_resolution(points, indices, self.max_points, self._score_working, self.seed)
+
+    def _score_working(self, points: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bank_index = np.sort(farthest_point_sampling(points, self.bank_size, seed=self.seed))
         spatial = cKDTree(points[bank_index])
         radius = self.exclusion * float(np.median(spatial.query(points[bank_index], k=2)[0][:, 1]))
@@ -84,7 +133,7 @@ class SelfReferenceScorer:
         rarity = np.concatenate([
             self._rarity(points, indices[i:i + CHUNK], features[i:i + CHUNK], bank, bank_index, spatial, radius)
             for i in range(0, len(indices), CHUNK)])
-        return smooth(points[indices], rarity, self.smoothing)
+        return points[indices], smooth(points[indices], rarity, self.smoothing)
 
     def _rarity(self, points, indices, features, bank, bank_index, spatial, radius) -> np.ndarray:
         """Mean feature distance to the nearest bank entries outside the exclusion radius."""
@@ -115,6 +164,9 @@ class MemoryBankScorer:
         About one group centre per ``stride`` points.
     n_neighbours : int, default 1
         Score = mean distance to this many nearest bank entries (PatchCore: 1).
+    max_points : int, default 100000
+        Larger clouds (references and test) are featurized on a random working subsample of this
+        size (:func:`working_cloud`); scores are interpolated back to every point.
     seed : int, default 0
         Seeds the coreset start and its random projection.
 
@@ -131,11 +183,12 @@ class MemoryBankScorer:
     name = "memory-bank"
 
     def __init__(self, coreset_fraction: float = 0.1, coreset_cap: int = 10000, group_size: int = 32,
-                 stride: int = 8, n_neighbours: int = 1, seed: int = 0):
+                 stride: int = 8, n_neighbours: int = 1, max_points: int = MAX_WORKING_POINTS, seed: int = 0):
         if not 0 < coreset_fraction <= 1:
             raise ValueError(f"coreset_fraction must be in (0, 1], got {coreset_fraction}")
         self.coreset_fraction, self.coreset_cap = coreset_fraction, coreset_cap
-        self.group_size, self.stride, self.n_neighbours, self.seed = group_size, stride, n_neighbours, seed
+        self.group_size, self.stride, self.n_neighbours = group_size, stride, n_neighbours
+        self.max_points, self.seed = max_points, seed
         self.references = []
 
     def fit(self, references: list[np.ndarray], sources: list[str] | None = None) -> "MemoryBankScorer":
@@ -159,8 +212,9 @@ class MemoryBankScorer:
         """
         if not references:
             raise ValueError("the memory bank needs at least one reference cloud")
-        features = np.vstack([group_features(r, np.arange(len(r)), self.group_size, self.stride, self.seed)[1]
-                              for r in references])
+        works = [r[working_cloud(r, self.max_points, self.seed)] for r in references]
+        features = np.vstack([group_features(w, np.arange(len(w)), self.group_size, self.stride, self.seed)[1]
+                              for w in works])
         n_keep = min(self.coreset_cap, max(1, math.ceil(self.coreset_fraction * len(features))))
         self.n_features_ = len(features)
         self.bank_ = features[greedy_coreset(features, n_keep, seed=self.seed)]
@@ -183,11 +237,12 @@ class MemoryBankScorer:
         scores : ndarray of shape (n_scored,), float64
             Inverse-distance weighted mean of the 3 nearest group scores (a smoothing over neighbours).
         """
-        if len(indices) == 0:
-            return np.empty(0)
+        return at_working_resolution(points, indices, self.max_points, self._score_working, self.seed)
+
+    def _score_working(self, points: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         centres, features = group_features(points, indices, self.group_size, self.stride, self.seed)
         distance, _ = self.index_.kneighbors(features, n_neighbors=min(self.n_neighbours, len(self.bank_)))
-        return interpolate(points[centres], distance.mean(axis=1), points[indices])
+        return points[centres], distance.mean(axis=1)
 
 
 def greedy_coreset(features: np.ndarray, n_keep: int, seed: int = 0, projection_dim: int = 32) -> np.ndarray:
@@ -220,12 +275,14 @@ def greedy_coreset(features: np.ndarray, n_keep: int, seed: int = 0, projection_
         projected = projected @ (rng.normal(size=(dim, projection_dim)) / np.sqrt(projection_dim)).astype(np.float32)
     chosen = np.empty(n_keep, dtype=np.int64)
     chosen[0] = rng.integers(n)
+    norms = np.einsum("ij,ij->i", projected, projected)
     distance = np.full(n, np.inf, dtype=np.float32)
     for i in range(n_keep):
         if i:
             chosen[i] = int(np.argmax(distance))
-        difference = projected - projected[chosen[i]]
-        np.minimum(distance, np.einsum("ij,ij->i", difference, difference), out=distance)
+        centre = projected[chosen[i]]
+        # |a - c|^2 = |a|^2 + |c|^2 - 2 a.c : one matrix-vector product per step
+        np.minimum(distance, norms + norms[chosen[i]] - 2.0 * (projected @ centre), out=distance)
     return chosen
 
 

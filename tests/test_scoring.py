@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 from sklearn.metrics import roc_auc_score
 
 from agent3d.scoring import (MemoryBankScorer, SelfReferenceScorer, greedy_coreset, interpolate, object_score,
-                             propagate, smooth)
+                             propagate, smooth, working_cloud)
 from conftest import plant_bump, wavy_surface
 
 ALL = np.arange(6000)
@@ -69,6 +69,24 @@ def test_scorers_repeat_for_a_seed_and_handle_tiny_and_empty_inputs(bumped, make
     tiny = wavy_surface(20)
     assert np.all(np.isfinite(make().score(tiny, np.arange(20))))
     assert make().score(points, np.empty(0, dtype=np.int64)).shape == (0,)
+
+
+@pytest.mark.parametrize("make", [lambda: SelfReferenceScorer(max_points=2500),
+                                  lambda: MemoryBankScorer(max_points=2500).fit([wavy_surface(6000, seed=1)])])
+def test_large_clouds_are_scored_on_a_working_subsample_and_interpolated(bumped, make):
+    points, labels = bumped
+    gated = np.arange(0, 6000, 3)
+    scores = make().score(points, gated)
+    assert scores.shape == (2000,) and np.all(np.isfinite(scores))
+    assert roc_auc_score(labels[gated], scores) > 0.9
+
+
+def test_working_cloud_is_everything_below_the_limit_and_a_seeded_subsample_above():
+    points = wavy_surface(3000)
+    np.testing.assert_array_equal(working_cloud(points, 5000), np.arange(3000))
+    sub = working_cloud(points, 1000, seed=3)
+    assert len(np.unique(sub)) == 1000 and np.all(np.diff(sub) > 0)
+    np.testing.assert_array_equal(sub, working_cloud(points, 1000, seed=3))
 
 
 def test_coreset_keeps_the_farthest_points():

@@ -1,0 +1,1 @@
+"""Batch evaluation against ground-truth masks: datasets, metrics, runner, report."""

@@ -1,0 +1,221 @@
+"""Batch evaluation: every gating x prompt on every sample, appended as it finishes, resumable.
+
+``DIR/config.json`` records the configuration; ``DIR/samples.jsonl`` gets one line per finished
+(sample, gating, prompt), flushed and fsynced at once; ``DIR/scores/`` holds each run's point
+scores, labels and GT regions (``.npz``, written before its line). Rerunning the same command skips
+what is done; a different configuration in the same folder is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agent3d.evaluation.datasets import Dataset, Sample
+from agent3d.evaluation.metrics import gt_regions, region_radius, suspect_recall
+from agent3d.io import read_references
+
+_PROCESS_CACHE: dict = {}  # per worker process: the loaded model and the memory banks
+
+
+class ConfigMismatch(ValueError):
+    """The output folder holds a run made with another configuration."""
+
+
+@dataclass
+class EvalConfig:
+    """Everything that determines an evaluation's results (recorded in ``config.json``)."""
+
+    dataset: str
+    layout: str
+    gatings: list[str]
+    prompts: list[str]
+    prompt_hashes: dict[str, str]
+    budget: float = 0.1
+    references: list[str] = field(default_factory=list)
+    backend: str = "llama-cpp"
+    model: str | None = None
+    base_url: str | None = None
+    n_points: int = 256
+    sampling: str = "fps"
+    max_prompt_tokens: int = 6000
+    retries: int = 2
+    object_score: str = "max"
+    topk: int = 10
+    seed: int = 0
+    use_cache: bool = True
+    version: str = ""
+
+    def runs(self) -> list[tuple[str, str | None]]:
+        """(gating, prompt) pairs: ``llm`` once per prompt, every other gating once with no prompt."""
+        return [(g, p) for g in self.gatings for p in (self.prompts if g == "llm" else [None])]
+
+
+def run_key(sample: Sample, gating: str, prompt: str | None) -> str:
+    """Identity of one line of ``samples.jsonl``."""
+    return f"{sample.class_name}/{sample.name}/{gating}/{prompt or '-'}"
+
+
+def prepare_output(out: Path, config: EvalConfig) -> set[str]:
+    """Create or reopen ``out``: check ``config.json``, drop a torn last line, return the keys done.
+
+    Raises
+    ------
+    ConfigMismatch
+        When ``out/config.json`` records another configuration (the message names the fields).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scores").mkdir(exist_ok=True)
+    recorded = out / "config.json"
+    current = asdict(config)
+    if recorded.is_file():
+        previous = json.loads(recorded.read_text())
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if changed:
+            raise ConfigMismatch(f"{out}: holds a run with another configuration ({', '.join(changed)} differ); "
+                                 "use another --out or the same settings")
+    else:
+        recorded.write_text(json.dumps(current, indent=2) + "\n")
+    lines = out / "samples.jsonl"
+    if not lines.is_file():
+        return set()
+    records = [r for r in (_parse(line) for line in lines.read_text().splitlines()) if r is not None]
+    lines.write_text("".join(json.dumps(r) + "\n" for r in records))  # a killed writer may leave a torn line
+    return {r["key"] for r in records}
+
+
+def _parse(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and "key" in record else None
+
+
+def append_record(out: Path, record: dict) -> None:
+    """Append one line to ``samples.jsonl`` and make it durable before returning."""
+    with open(out / "samples.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: EvalConfig,
+                    references: list[str], out: Path) -> list[dict]:
+    """Run every (gating, prompt) of ``runs`` on one sample; write score files; return the records.
+
+    Raises
+    ------
+    agent3d.io.InputError
+        Unreadable sample or reference.
+    agent3d.llm.base.BackendError
+        When the model cannot be reached.
+    """
+    from agent3d.pipeline import DetectConfig, detect
+
+    cloud = sample.load()
+    radius = region_radius(cloud.points)
+    regions = gt_regions(cloud.points, cloud.labels, radius)
+    scorer = _scorer(sample.class_name, references, config.seed)
+    records = []
+    for gating, prompt in runs:
+        detect_config = DetectConfig(n_points=config.n_points, sampling=config.sampling, prompt=prompt or "geom",
+                                     max_prompt_tokens=config.max_prompt_tokens, gating=gating,
+                                     budget=config.budget, object_score=config.object_score, topk=config.topk,
+                                     retries=config.retries, seed=config.seed)
+        result = detect(cloud, detect_config, _backend(config) if gating == "llm" else None, scorer)
+        key = run_key(sample, gating, prompt)
+        scores_file = Path("scores") / (key.replace("/", "__") + ".npz")
+        np.savez_compressed(out / scores_file, scores=result.scores.astype(np.float32), labels=cloud.labels,
+                            regions=regions.astype(np.int32))
+        hit, total = suspect_recall(cloud.points, regions, np.asarray(result.seeds, dtype=np.int64), radius)
+        llm = result.llm
+        records.append({
+            "key": key, "class": sample.class_name, "sample": sample.name, "gating": gating, "prompt": prompt,
+            "label": int(cloud.labels.max()), "object_score": result.object_score,
+            "n_points": result.n_points, "n_scored": result.n_scored,
+            "regions": total, "regions_hit": hit if gating != "all" else None,
+            "tokens_prompt": llm.prompt_tokens if llm else 0, "tokens_completion": llm.completion_tokens if llm else 0,
+            "llm_seconds": round(llm.seconds, 3) if llm else 0.0, "seconds": round(result.seconds, 3),
+            "llm_failures": len(llm.failures) if llm else 0, "dropped": llm.dropped if llm else None,
+            "suspects": [s.to_json() for s in result.suspects], "seeds": result.seeds,
+            "scorer": result.scorer, "scores_file": str(scores_file)})
+    return records
+
+
+def _scorer(class_name: str, references: list[str], seed: int):
+    """The class's memory bank (built once per process), or the self-reference scorer."""
+    from agent3d.scoring import MemoryBankScorer, SelfReferenceScorer
+
+    if not references:
+        return SelfReferenceScorer(seed=seed)
+    key = ("bank", class_name, tuple(references), seed)
+    if key not in _PROCESS_CACHE:
+        clouds = read_references(references)
+        _PROCESS_CACHE[key] = MemoryBankScorer(seed=seed).fit([c.points for c in clouds], [c.source for c in clouds])
+    return _PROCESS_CACHE[key]
+
+
+def _backend(config: EvalConfig):
+    """The configured backend, loaded once per process."""
+    from agent3d.llm import make_backend
+
+    key = ("backend", config.backend, config.model, config.base_url, config.use_cache)
+    if key not in _PROCESS_CACHE:
+        _PROCESS_CACHE[key] = make_backend(config.backend, config.model, config.base_url, config.use_cache)
+    return _PROCESS_CACHE[key]
+
+
+def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int = 1,
+                   on_record: Callable[[dict], None] | None = None) -> int:
+    """Evaluate every pending (sample, gating, prompt); append each record as its sample finishes.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    config : EvalConfig
+    out : Path
+    workers : int, default 1
+        Samples run in parallel processes (joblib) when > 1; each loads its own model.
+    on_record : callable, optional
+        Called with every record once it is written (progress display).
+
+    Returns
+    -------
+    int
+        Records written by this call.
+
+    Raises
+    ------
+    ConfigMismatch, agent3d.io.InputError, agent3d.llm.base.BackendError
+    """
+    done = prepare_output(out, config)
+    pending = [(s, [r for r in config.runs() if run_key(s, *r) not in done]) for s in dataset.samples]
+    pending = [(s, runs) for s, runs in pending if runs]
+    written = 0
+    for records in _results(pending, config, dataset, out, workers):
+        for record in records:
+            append_record(out, record)
+            written += 1
+            if on_record:
+                on_record(record)
+    return written
+
+
+def _results(pending, config: EvalConfig, dataset: Dataset, out: Path, workers: int) -> Iterator[list[dict]]:
+    def references(sample: Sample) -> list[str]:
+        return config.references or [str(p) for p in dataset.references.get(sample.class_name, [])]
+
+    if workers <= 1:
+        for sample, runs in pending:
+            yield evaluate_sample(sample, runs, config, references(sample), out)
+        return
+    from joblib import Parallel, delayed
+
+    yield from Parallel(n_jobs=workers, return_as="generator_unordered")(
+        delayed(evaluate_sample)(sample, runs, config, references(sample), out) for sample, runs in pending)
