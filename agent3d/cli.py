@@ -221,7 +221,8 @@ def evaluate(
             "dataset": str(dataset), "layout": data.layout, "backend": backend.value if "llm" in gatings else None,
             "model": model or ("SmolLM2-135M-Instruct.Q4_1.gguf" if "llm" in gatings and backend.value == "llama-cpp"
                                else None), "budget": budget, "scorer": scorer, "version": __version__})
-        write_report(out, summary)
+        samples = {(s.class_name, s.name): s for s in data.samples}
+        write_report(out, summary, lambda name, sample: samples[(name, sample)].load().points)
     except (InputError, ConfigMismatch, ValueError) as error:
         fail(str(error), 2)
     except BackendError as error:
@@ -275,3 +276,60 @@ def print_summary(summary: dict, out: Path) -> None:
         table.add_row(*row)
     console.print(table)
     console.print(f"written: {out / 'summary.json'}, {out / 'report.md'}, {out / 'roc.png'}", soft_wrap=True)
+
+
+@app.command()
+def synth(
+    source: Path = typer.Argument(..., help="Clean mesh (.obj .ply .stl .off) or point cloud."),
+    out: Path = typer.Option(..., help="Dataset folder to write (labeled-folder layout)."),
+    n: int = typer.Option(20, help="Test samples (a quarter of them normal)."),
+    defects: str = typer.Option("bulge,dent,crack,hole,scratch", help="Comma-separated defect types "
+                                "(bulge, dent, crack, scratch, hole, contamination)."),
+    n_points: int = typer.Option(20000, help="Points per cloud."),
+    references: int = typer.Option(3, help="Clean reference clouds in references/."),
+    noise: float = typer.Option(0.1, help="Sensor noise in median point spacings."),
+    seed: int = typer.Option(0, help="Seed."),
+) -> None:
+    """Make a labeled dataset by planting synthetic defects on a clean scan."""
+    from agent3d.synth import make_dataset
+
+    try:
+        manifest = make_dataset(source, out, n=n, defects=tuple(d.strip() for d in defects.split(",") if d.strip()),
+                                n_points=n_points, n_references=references, noise=noise, seed=seed)
+    except InputError as error:
+        fail(str(error), 2)
+    except ValueError as error:
+        fail(str(error), 2)
+    kinds = [s["type"] for s in manifest["samples"]]
+    Console().print(f"wrote {len(kinds)} samples ({', '.join(f'{k} {kinds.count(k)}' for k in dict.fromkeys(kinds))}) "
+                    f"and {len(manifest['references'])} references to {out}")
+
+
+@app.command()
+def render(
+    source: Path = typer.Argument(..., help="A detect --out folder, its scores.ply, or any point cloud."),
+    out: Path = typer.Option(..., help="PNG file to write."),
+    views: int = typer.Option(3, help="Views side by side (2-4)."),
+    width: int = typer.Option(1200, help="Image width in pixels."),
+    height: int = typer.Option(420, help="Image height in pixels."),
+) -> None:
+    """Render a heatmap of anomaly scores (GT outlined, suspects marked)."""
+    from agent3d.io import read_ply_fields
+    from agent3d.viz import render as draw
+
+    path = source / "scores.ply" if source.is_dir() else source
+    try:
+        if not 2 <= views <= 4 or width < 100 or height < 100:
+            raise ValueError("--views must be 2-4 and the image at least 100x100 pixels")
+        if path.suffix.lower() == ".ply":
+            points, fields = read_ply_fields(path)
+        else:
+            cloud = read_cloud(path)
+            points, fields = cloud.points, ({"label": cloud.labels} if cloud.labels is not None else {})
+        suspects = np.flatnonzero(fields["suspect"]) if "suspect" in fields else None
+        labels = fields["label"].astype(np.uint8) if "label" in fields else None
+        draw(out, points, fields.get("anomaly_score"), labels, suspects, n_views=views, size=(width, height),
+             title=str(source))
+    except (InputError, ValueError) as error:
+        fail(str(error), 2)
+    Console().print(f"wrote {out}")

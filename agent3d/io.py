@@ -154,6 +154,32 @@ def read_gt(path: str | os.PathLike, points: np.ndarray) -> np.ndarray:
     return gt_labels[nearest]
 
 
+def read_ply_fields(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Points and per-point scalar fields of a PLY file (e.g. a ``scores.ply`` written by ``detect``).
+
+    Returns
+    -------
+    points : ndarray of shape (n, 3), float64
+    fields : dict of str to ndarray of shape (n,)
+        Every vertex property but the coordinates and normals.
+
+    Raises
+    ------
+    InputError
+        Missing, truncated or empty file.
+    """
+    import open3d as o3d
+
+    path = Path(path)
+    points, _ = _read_open3d(path) if path.is_file() else (None, None)
+    if points is None:
+        raise InputError(path, "no such file")
+    cloud = o3d.t.io.read_point_cloud(str(path))
+    fields = {key: cloud.point[key].numpy().reshape(len(points), -1)[:, 0]
+              for key in cloud.point if key not in ("positions", "normals")}
+    return points.astype(np.float64), fields
+
+
 def write_json(path: str | os.PathLike, obj: dict) -> None:
     """Write ``obj`` as indented JSON, atomically (a temporary file renamed into place)."""
     _atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))

@@ -85,7 +85,8 @@ class SelfReferenceScorer:
     Parameters
     ----------
     bank_size : int, default 4096
-        Points in the bank, chosen by farthest point sampling over the cloud.
+        Points in the bank, chosen by farthest point sampling among a seeded random candidate set of
+        four times that size.
     n_neighbours : int, default 3
         Score = mean feature distance to this many nearest bank features.
     exclusion : float, default 10.0
@@ -125,7 +126,9 @@ class SelfReferenceScorer:
         return at_working_resolution(points, indices, self.max_points, self._score_working, self.seed)
 
     def _score_working(self, points: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        bank_index = np.sort(farthest_point_sampling(points, self.bank_size, seed=self.seed))
+        # FPS over a random candidate set of 4x the bank size: near-uniform, and cheap on large clouds
+        candidates = working_cloud(points, 4 * self.bank_size, self.seed)
+        bank_index = np.sort(candidates[farthest_point_sampling(points[candidates], self.bank_size, seed=self.seed)])
         spatial = cKDTree(points[bank_index])
         radius = self.exclusion * float(np.median(spatial.query(points[bank_index], k=2)[0][:, 1]))
         bank = nearest_neighbours(fpfh(points, bank_index))

@@ -7,8 +7,11 @@ fields of ``summary.json`` are those of the first run (first ``--gating`` with t
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -126,8 +129,10 @@ def _format(key: str, value) -> str:
     return f"{value:.3f}"
 
 
-def write_report(out: Path, summary: dict) -> None:
-    """Write ``summary.json``, ``report.md`` (the table) and ``roc.png`` (pooled ROC per run)."""
+def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.ndarray] | None = None) -> None:
+    """Write ``summary.json``, ``report.md`` (the table), ``roc.png`` (pooled ROC per run) and, when
+    ``load_points(class, sample)`` can give the clouds back, renders of the best, median and worst sample of
+    each class and a self-contained ``report.html``."""
     out = Path(out)
     write_json(out / "summary.json", summary)
     header = "| run | " + " | ".join(title for _, title in COLUMNS) + " |"
@@ -141,6 +146,9 @@ def write_report(out: Path, summary: dict) -> None:
               "mean per sample.", "", "![ROC](roc.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     plot_roc(out, summary)
+    if load_points is not None:
+        examples = render_examples(out, summary, load_points)
+        write_html(out, summary, examples)
 
 
 def plot_roc(out: Path, summary: dict) -> None:
@@ -168,3 +176,77 @@ def plot_roc(out: Path, summary: dict) -> None:
     figure.tight_layout()
     figure.savefig(out / "roc.png")
     plt.close(figure)
+
+
+def render_examples(out: Path, summary: dict, load_points: Callable[[str, str], np.ndarray]) -> list[dict]:
+    """Render the best, median and worst sample of each class (by per-sample P-AUROC of the headline run)
+    into ``out/renders/``; return one dict per picture (class, sample, tag, auroc, path, and the arrays of
+    the median one for an interactive view)."""
+    from agent3d.viz import render
+
+    records = [r for r in read_records(out) if run_name(r["gating"], r["prompt"]) == summary["run"]]
+    by_class = defaultdict(list)
+    for record in records:
+        arrays = np.load(out / record["scores_file"])
+        value = auroc(arrays["labels"], arrays["scores"])
+        if value is not None:
+            by_class[record["class"]].append((value, record))
+    examples = []
+    for name, scored in sorted(by_class.items()):
+        scored.sort(key=lambda item: item[0])
+        picks = {"worst": scored[0], "median": scored[len(scored) // 2], "best": scored[-1]}
+        for tag, (value, record) in picks.items():
+            arrays = np.load(out / record["scores_file"])
+            points = load_points(record["class"], record["sample"])
+            marks = np.array([s["index"] for s in record["suspects"]] or record["seeds"], dtype=np.int64)
+            path = render(out / "renders" / f"{name}_{tag}_{record['sample']}.png", points, arrays["scores"],
+                          arrays["labels"], marks, title=f"{name} / {record['sample']}: {tag} of the class, "
+                                                          f"P-AUROC {value:.3f} ({summary['run']})")
+            examples.append({"class": name, "sample": record["sample"], "tag": tag, "auroc": value, "path": path,
+                             "points": points if tag == "median" else None,
+                             "scores": arrays["scores"] if tag == "median" else None})
+    return examples
+
+
+def write_html(out: Path, summary: dict, examples: list[dict]) -> Path:
+    """``out/report.html``: the table, the ROC curves and the renders, images inlined (readable offline);
+    with plotly installed (the ``viz`` extra), an interactive 3D view of each class's median sample."""
+    def image(path: Path) -> str:
+        return f'<img src="data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()}" alt="{path.name}">'
+
+    head = "".join(f"<th>{html.escape(title)}</th>" for _, title in [("run", "run"), *COLUMNS])
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                   for row in table_rows(summary))
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>agent3d evaluation</title><style>"
+             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+             "padding:4px 8px;text-align:right}td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+             f"<h1>agent3d evaluation of {html.escape(str(summary.get('dataset', out)))}</h1>",
+             f"<p>Model: {html.escape(str(summary.get('model') or 'none (no llm gating)'))}; budget "
+             f"{summary.get('budget')}; {summary['n_samples']} samples per run; scorer {summary.get('scorer', '-')}.</p>",
+             f"<table><tr>{head}</tr>{rows}</table>", "<h2>Point-level ROC</h2>", image(out / "roc.png"),
+             f"<h2>Heatmaps ({html.escape(summary['run'])}): best, median and worst sample per class</h2>",
+             "<p>Colour: anomaly score; cyan rings: ground-truth anomalous points; green crosses: suspects (or seeds).</p>"]
+    for example in examples:
+        parts.append(f"<h3>{html.escape(example['class'])} / {html.escape(example['sample'])} — {example['tag']} "
+                     f"(P-AUROC {example['auroc']:.3f})</h3>{image(example['path'])}")
+        if example["points"] is not None:
+            parts.append(_interactive(example["points"], example["scores"]))
+    parts.append("</body></html>")
+    path = out / "report.html"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def _interactive(points: np.ndarray, scores: np.ndarray, max_points: int = 20000) -> str:
+    """A plotly 3D scatter as inline HTML, or nothing when plotly is not installed."""
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        return ""
+    keep = np.sort(np.random.default_rng(0).choice(len(points), min(max_points, len(points)), replace=False))
+    p = points[keep]
+    figure = go.Figure(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers",
+                                    marker={"size": 1.5, "color": scores[keep], "colorscale": "Inferno",
+                                            "colorbar": {"title": "score"}}))
+    figure.update_layout(height=500, margin={"l": 0, "r": 0, "t": 0, "b": 0}, scene={"aspectmode": "data"})
+    return figure.to_html(full_html=False, include_plotlyjs="inline")

@@ -1,0 +1,94 @@
+"""Pictures of point clouds: anomaly-score heatmaps from several views (matplotlib, no screen needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+VIEWS = ((25, -60), (25, 120), (85, -90), (0, 0))  # (elevation, azimuth) in degrees
+MAX_DRAWN = 30000
+
+
+def render(path: str | Path, points: np.ndarray, scores: np.ndarray | None = None, labels: np.ndarray | None = None,
+           suspects: np.ndarray | None = None, n_views: int = 3, size: tuple[int, int] = (1200, 420),
+           title: str | None = None, seed: int = 0) -> Path:
+    """Render a cloud coloured by anomaly score into a PNG of exactly ``size`` pixels.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output PNG.
+    points : ndarray of shape (n, 3), float64
+    scores : ndarray of shape (n,), float, optional
+        Colour (inferno, with a colour bar); without it points are coloured by height.
+    labels : ndarray of shape (n,), {0, 1}, optional
+        GT anomalous points are outlined in cyan.
+    suspects : ndarray of shape (k,), int64, optional
+        Suspect indices, marked with green crosses.
+    n_views : int, default 3
+        2 to 4 views.
+    size : (int, int), default (1200, 420)
+        Width and height in pixels.
+    title : str, optional
+    seed : int, default 0
+        Chooses the coloured points drawn when the cloud has more than 30,000 (GT outlines and
+        suspects are always drawn in full).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        ``n_views`` outside 2..4.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not 2 <= n_views <= 4:
+        raise ValueError(f"n_views must be 2, 3 or 4, got {n_views}")
+    colour = scores if scores is not None else points[:, 2]
+    drawn = _drawn(len(points), seed)
+    drawn = drawn[np.argsort(colour[drawn], kind="stable")]  # high scores drawn last, on top
+    dpi = 100
+    figure = plt.figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
+    low, high = float(np.min(colour)), float(np.max(colour))
+    axes = []
+    for i, (elevation, azimuth) in enumerate(VIEWS[:n_views]):
+        axis = figure.add_subplot(1, n_views, i + 1, projection="3d")
+        p = points[drawn]
+        image = axis.scatter(p[:, 0], p[:, 1], p[:, 2], c=colour[drawn], cmap="inferno", vmin=low, vmax=high,
+                             s=1.5, linewidths=0, depthshade=False)
+        if labels is not None and labels.any():
+            gt = points[labels.astype(bool)]
+            axis.scatter(gt[:, 0], gt[:, 1], gt[:, 2], facecolors="none", edgecolors="cyan", s=9, linewidths=0.25,
+                         alpha=0.5)
+        if suspects is not None and len(suspects):
+            sp = points[np.asarray(suspects)]
+            axis.scatter(sp[:, 0], sp[:, 1], sp[:, 2], marker="x", c="lime", s=40, linewidths=1.2)
+        axis.view_init(elev=elevation, azim=azimuth)
+        axis.set_box_aspect(np.maximum(np.ptp(points, axis=0), 1e-9 + 0.05 * np.ptp(points, axis=0).max()), zoom=1.35)
+        axis.set_axis_off()
+        axes.append(axis)
+    figure.subplots_adjust(left=0.0, right=0.9, bottom=0.0, top=0.92, wspace=0.0)
+    bar = figure.add_axes((0.92, 0.15, 0.012, 0.7))
+    figure.colorbar(image, cax=bar, label="anomaly score" if scores is not None else "z")
+    if title:
+        figure.suptitle(title, fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
+def _drawn(n: int, seed: int) -> np.ndarray:
+    """Indices to draw: all, or a seeded subsample of ``MAX_DRAWN`` for large clouds (GT outlines and
+    suspects are drawn in full on top)."""
+    if n <= MAX_DRAWN:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, MAX_DRAWN, replace=False))
