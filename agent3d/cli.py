@@ -36,6 +36,14 @@ class Gating(str, Enum):
     all = "all"
 
 
+class ScorerName(str, Enum):
+    auto = "auto"
+    self_reference = "self-reference"
+    memory_bank = "memory-bank"
+    registration = "registration"
+    fused = "fused"
+
+
 class ObjectScore(str, Enum):
     max = "max"
     topk_mean = "topk-mean"
@@ -57,20 +65,20 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def make_scorer(references: list[Path], seed: int):
-    """The memory-bank scorer fitted on the reference clouds, or the self-reference scorer without any.
+def make_scorer(references: list[Path], name: str, seed: int):
+    """The named scorer fitted on the reference clouds (``auto``: fused with references, else self-reference).
 
     Raises
     ------
     InputError
         An unreadable reference.
+    ValueError
+        A reference-based scorer without references, or references that cannot be registered.
     """
-    from agent3d.scoring import MemoryBankScorer, SelfReferenceScorer
+    from agent3d.fusion import build_scorer
 
-    if not references:
-        return SelfReferenceScorer(seed=seed)
     clouds = read_references(references)
-    return MemoryBankScorer(seed=seed).fit([c.points for c in clouds], [c.source for c in clouds])
+    return build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
 
 
 def load_input(file: Path, gt: Path | None) -> PointCloud:
@@ -84,8 +92,9 @@ def load_input(file: Path, gt: Path | None) -> PointCloud:
 @app.command()
 def detect(
     file: Path = typer.Argument(..., help="Point cloud: .ply .pcd .obj .xyz .txt .csv .pts .npy .npz"),
-    reference: list[Path] = typer.Option([], help="Normal reference cloud or folder (repeatable): "
-                                                  "memory-bank scorer; without it, self-reference."),
+    reference: list[Path] = typer.Option([], help="Normal reference cloud or folder (repeatable)."),
+    scorer: ScorerName = typer.Option(ScorerName.auto, help="Classical scorer; auto = fused with references, "
+                                                            "self-reference without."),
     backend: BackendName = typer.Option(BackendName.llama_cpp, help="Language-model backend."),
     model: Optional[str] = typer.Option(None, help="GGUF file (llama-cpp; default: embedded SmolLM2-135M) "
                                                    "or model name (openai)."),
@@ -117,9 +126,9 @@ def detect(
     try:
         config.check()
         cloud = load_input(file, gt)
-        scorer = make_scorer(reference, seed)
+        fitted = make_scorer(reference, scorer.value, seed)
         llm = make_backend(backend.value, model, base_url, not no_cache) if gating == Gating.llm else None
-        result = run_detect(cloud, config, llm, scorer)
+        result = run_detect(cloud, config, llm, fitted)
     except InputError as error:
         fail(str(error), 2)
     except ValueError as error:
@@ -155,6 +164,10 @@ def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None
                               f"budget {result.budget:g}, {result.scorer} scorer)")
     if result.reference:
         summary.add_row("reference", ", ".join(result.reference))
+    if result.registration:
+        summary.add_row("registration", f"fitness {result.registration['fitness']:.3f}, inlier RMSE "
+                                        f"{result.registration['inlier_rmse']:.4g} (reference "
+                                        f"{result.registration['reference']})")
     summary.add_row("tokens", f"{data['tokens']['prompt']:,} prompt, {data['tokens']['completion']:,} completion")
     summary.add_row("seconds", f"{result.seconds:.2f}")
     summary.add_row("backend", f"{result.backend or '-'}  model {result.model or '-'}  prompt {result.prompt or '-'}")
@@ -183,6 +196,8 @@ def evaluate(
     prompt: list[str] = typer.Option(["geom"], help="Prompt templates for llm gating (repeatable)."),
     reference: list[Path] = typer.Option([], help="Normal reference clouds for every class (repeatable); "
                                                   "default: the dataset's own, else self-reference."),
+    scorer: ScorerName = typer.Option(ScorerName.auto, help="Classical scorer; auto = fused with references, "
+                                                            "self-reference without."),
     budget: float = typer.Option(0.1, help="Fraction of points the scorer may touch."),
     backend: BackendName = typer.Option(BackendName.llama_cpp, help="Language-model backend."),
     model: Optional[str] = typer.Option(None, help="GGUF file or model name (default: embedded SmolLM2-135M)."),
@@ -212,15 +227,16 @@ def evaluate(
                             prompt_hashes=hashes, budget=budget, references=[str(r) for r in reference],
                             backend=backend.value, model=model, base_url=base_url, n_points=n_points,
                             object_score=object_score.value, topk=topk, seed=seed, use_cache=not no_cache,
-                            version=__version__)
+                            scorer=scorer.value, version=__version__)
         total, done = len(data.samples) * len(config.runs()), len(prepare_output(out, config))
         with evaluation_progress(total, done, out) as on_record:
             run_evaluation(data, config, out, workers, on_record)
-        scorer = "memory-bank" if reference or any(data.references.values()) else "self-reference"
+        with_references = bool(reference or any(data.references.values()))
+        scorer_name = scorer.value if scorer != ScorerName.auto else ("fused" if with_references else "self-reference")
         summary = summarize(out, config.runs(), {
             "dataset": str(dataset), "layout": data.layout, "backend": backend.value if "llm" in gatings else None,
             "model": model or ("SmolLM2-135M-Instruct.Q4_1.gguf" if "llm" in gatings and backend.value == "llama-cpp"
-                               else None), "budget": budget, "scorer": scorer, "version": __version__})
+                               else None), "budget": budget, "scorer": scorer_name, "version": __version__})
         samples = {(s.class_name, s.name): s for s in data.samples}
         write_report(out, summary, lambda name, sample: samples[(name, sample)].load().points)
     except (InputError, ConfigMismatch, ValueError) as error:

@@ -158,6 +158,8 @@ class Detection:
         Reference clouds of the memory bank (empty for the self-reference scorer).
     seeds : list of int
         Full-cloud indices the gating grew its neighbourhoods from (suspects, salient or random points).
+    registration : dict or None
+        Transform, fitness, inlier RMSE and reference of the alignment (registration and fused scorers).
     budget : float
         Fraction of full-cloud points the scorer was allowed to touch.
     llm : LLMReport or None
@@ -177,6 +179,7 @@ class Detection:
     budget: float
     reference: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    registration: dict | None = None
     llm: LLMReport | None = None
 
     @property
@@ -205,5 +208,6 @@ class Detection:
             "scorer": self.scorer,
             "reference": list(self.reference),
             "seeds": list(self.seeds),
+            "registration": self.registration,
             "llm": self.llm.to_json() if self.llm else None,
         }

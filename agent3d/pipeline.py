@@ -14,7 +14,7 @@ from agent3d.geometry import local_geometry
 from agent3d.llm.base import Backend
 from agent3d.prompts import load_prompt
 from agent3d.sampling import sample
-from agent3d.scoring import OBJECT_SCORES, MemoryBankScorer, SelfReferenceScorer, object_score, propagate
+from agent3d.scoring import OBJECT_SCORES, SelfReferenceScorer, object_score, propagate
 from agent3d.verbalize import verbalize
 
 
@@ -68,8 +68,7 @@ class DetectConfig:
             raise ValueError(f"--object-score must be one of {', '.join(OBJECT_SCORES)}")
 
 
-def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = None,
-           scorer: MemoryBankScorer | SelfReferenceScorer | None = None) -> Detection:
+def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = None, scorer=None) -> Detection:
     """Run the pipeline on one cloud.
 
     Parameters
@@ -78,8 +77,9 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     config : DetectConfig
     backend : Backend, optional
         Required when ``config.gating == "llm"``.
-    scorer : MemoryBankScorer or SelfReferenceScorer, optional
-        A fitted scorer; the self-reference scorer by default.
+    scorer : optional
+        A fitted scorer (``score(points, indices)``; see :func:`agent3d.fusion.build_scorer`); the
+        self-reference scorer by default.
 
     Returns
     -------
@@ -88,7 +88,8 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     Raises
     ------
     ValueError
-        Bad settings, an unknown prompt, or ``llm`` gating without a backend.
+        Bad settings, an unknown prompt, ``llm`` gating without a backend, or a failed registration
+        (:class:`agent3d.registration.RegistrationError`).
     agent3d.llm.base.BackendError
         When the backend fails outright (not for unusable replies, which are retried and reported).
     """
@@ -111,6 +112,7 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     scored = gate(config.gating, points, seeds, config.budget)
     scorer = scorer or SelfReferenceScorer(seed=config.seed)
     point_scores = scorer.score(points, scored)
+    registration = getattr(scorer, "registration_", None) if len(scored) else None
     mask = np.zeros(len(cloud), dtype=bool)
     mask[scored] = True
     return Detection(
@@ -119,7 +121,8 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         seconds=time.perf_counter() - start,
         backend=backend.name if report else None, model=backend.model if report else None,
         prompt=prompt_name, gating=config.gating, scorer=scorer.name, budget=config.budget,
-        reference=list(scorer.references), seeds=[int(i) for i in seeds], llm=report)
+        reference=list(scorer.references), seeds=[int(i) for i in seeds],
+        registration=registration.to_json() if registration else None, llm=report)
 
 
 def ask_model(cloud: PointCloud, shown: np.ndarray, config: DetectConfig,

@@ -21,9 +21,9 @@ def render(path: str | Path, points: np.ndarray, scores: np.ndarray | None = Non
         Output PNG.
     points : ndarray of shape (n, 3), float64
     scores : ndarray of shape (n,), float, optional
-        Colour (inferno, with a colour bar); without it points are coloured by height.
+        Colour (inferno, with a colour bar); without it points are coloured by label, else by height.
     labels : ndarray of shape (n,), {0, 1}, optional
-        GT anomalous points are outlined in cyan.
+        GT anomalous points are outlined in cyan (when coloured by score).
     suspects : ndarray of shape (k,), int64, optional
         Suspect indices, marked with green crosses.
     n_views : int, default 3
@@ -51,7 +51,12 @@ def render(path: str | Path, points: np.ndarray, scores: np.ndarray | None = Non
 
     if not 2 <= n_views <= 4:
         raise ValueError(f"n_views must be 2, 3 or 4, got {n_views}")
-    colour = scores if scores is not None else points[:, 2]
+    if scores is not None:
+        colour, legend = scores, "anomaly score"
+    elif labels is not None:
+        colour, legend, labels = labels.astype(np.float64), "label (1 = anomalous)", None  # the colour says it
+    else:
+        colour, legend = points[:, 2], "z"
     drawn = _drawn(len(points), seed)
     drawn = drawn[np.argsort(colour[drawn], kind="stable")]  # high scores drawn last, on top
     dpi = 100
@@ -61,8 +66,9 @@ def render(path: str | Path, points: np.ndarray, scores: np.ndarray | None = Non
     for i, (elevation, azimuth) in enumerate(VIEWS[:n_views]):
         axis = figure.add_subplot(1, n_views, i + 1, projection="3d")
         p = points[drawn]
+        weight = (colour[drawn] - low) / (high - low) if high > low else np.zeros(len(drawn))
         image = axis.scatter(p[:, 0], p[:, 1], p[:, 2], c=colour[drawn], cmap="inferno", vmin=low, vmax=high,
-                             s=1.5, linewidths=0, depthshade=False)
+                             s=1.0 + 8.0 * weight**2, linewidths=0, depthshade=False)  # hot points larger
         if labels is not None and labels.any():
             gt = points[labels.astype(bool)]
             axis.scatter(gt[:, 0], gt[:, 1], gt[:, 2], facecolors="none", edgecolors="cyan", s=9, linewidths=0.25,
@@ -76,7 +82,7 @@ def render(path: str | Path, points: np.ndarray, scores: np.ndarray | None = Non
         axes.append(axis)
     figure.subplots_adjust(left=0.0, right=0.9, bottom=0.0, top=0.92, wspace=0.0)
     bar = figure.add_axes((0.92, 0.15, 0.012, 0.7))
-    figure.colorbar(image, cax=bar, label="anomaly score" if scores is not None else "z")
+    figure.colorbar(image, cax=bar, label=legend)
     if title:
         figure.suptitle(title, fontsize=9)
     path = Path(path)

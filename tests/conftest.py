@@ -78,3 +78,30 @@ def llama_server():
     yield url
     process.terminate()
     process.wait(timeout=30)
+
+
+def lumpy_sphere(n: int = 8000, seed: int = 0, shape_seed: int = 7) -> np.ndarray:
+    """An asymmetric closed surface (a sphere with random low-order bumps), points of shape (n, 3),
+    sampled with ``seed``; the same ``shape_seed`` gives the same shape."""
+    directions = np.random.default_rng(seed).normal(size=(n, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    coefficients = np.random.default_rng(shape_seed).normal(scale=0.12, size=(6, 3))
+    radius = 1.0 + sum(c[0] * np.sin((k + 1) * directions[:, 0] + c[1]) * np.cos((k + 2) * directions[:, 1] + c[2])
+                       for k, c in enumerate(coefficients))
+    return directions * radius[:, None]
+
+
+def plant_dent(points: np.ndarray, depth_fraction: float = 0.005, radius_fraction: float = 0.08, centre: int = 0):
+    """Push points near ``points[centre]`` towards the centroid by a smooth dent ``depth_fraction`` of the
+    diagonal deep; returns (points, labels), labels = points moved by more than 10 % of the depth (the rim
+    of a smooth dent moves by next to nothing, which no scorer can see)."""
+    diagonal = float(np.linalg.norm(np.ptp(points, axis=0)))
+    distance = np.linalg.norm(points - points[centre], axis=1)
+    inside = distance < radius_fraction * diagonal
+    inward = -points[centre] / np.linalg.norm(points[centre])
+    moved = points.copy()
+    profile = (1 - (distance[inside] / (radius_fraction * diagonal)) ** 2) ** 2
+    moved[inside] += (depth_fraction * diagonal * profile)[:, None] * inward
+    labels = np.zeros(len(points), dtype=np.uint8)
+    labels[np.flatnonzero(inside)[profile > 0.1]] = 1
+    return moved, labels

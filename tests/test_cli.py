@@ -59,7 +59,7 @@ def test_reference_builds_a_memory_bank_for_every_gating(gating, tmp_path):
     reference = np.loadtxt(SAMPLE.parent / "surface_05.txt")[:, :3]
     np.savetxt(tmp_path / "refs" / "normal.xyz", reference)
     result = run("detect", SAMPLE, "--reference", tmp_path / "refs", "--gating", gating, "--json",
-                 "--object-score", "topk-mean", "--topk", "5")
+                 "--object-score", "topk-mean", "--topk", "5", "--scorer", "memory-bank")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["scorer"] == "memory-bank" and data["reference"] == [str(tmp_path / "refs" / "normal.xyz")]

@@ -18,7 +18,8 @@ import numpy as np
 
 from agent3d.evaluation.datasets import Dataset, Sample
 from agent3d.evaluation.metrics import gt_regions, region_radius, suspect_recall
-from agent3d.io import read_references
+from agent3d.io import InputError, read_references
+from agent3d.registration import RegistrationError
 
 _PROCESS_CACHE: dict = {}  # per worker process: the loaded model and the memory banks
 
@@ -49,6 +50,7 @@ class EvalConfig:
     topk: int = 10
     seed: int = 0
     use_cache: bool = True
+    scorer: str = "auto"
     version: str = ""
 
     def runs(self) -> list[tuple[str, str | None]]:
@@ -121,14 +123,17 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
     cloud = sample.load()
     radius = region_radius(cloud.points)
     regions = gt_regions(cloud.points, cloud.labels, radius)
-    scorer = _scorer(sample.class_name, references, config.seed)
+    scorer = _scorer(sample.class_name, references, config.scorer, config.seed)
     records = []
     for gating, prompt in runs:
         detect_config = DetectConfig(n_points=config.n_points, sampling=config.sampling, prompt=prompt or "geom",
                                      max_prompt_tokens=config.max_prompt_tokens, gating=gating,
                                      budget=config.budget, object_score=config.object_score, topk=config.topk,
                                      retries=config.retries, seed=config.seed)
-        result = detect(cloud, detect_config, _backend(config) if gating == "llm" else None, scorer)
+        try:
+            result = detect(cloud, detect_config, _backend(config) if gating == "llm" else None, scorer)
+        except RegistrationError as error:
+            raise InputError(sample.path, str(error)) from None
         key = run_key(sample, gating, prompt)
         scores_file = Path("scores") / (key.replace("/", "__") + ".npz")
         np.savez_compressed(out / scores_file, scores=result.scores.astype(np.float32), labels=cloud.labels,
@@ -148,16 +153,14 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
     return records
 
 
-def _scorer(class_name: str, references: list[str], seed: int):
-    """The class's memory bank (built once per process), or the self-reference scorer."""
-    from agent3d.scoring import MemoryBankScorer, SelfReferenceScorer
+def _scorer(class_name: str, references: list[str], name: str, seed: int):
+    """The class's scorer, fitted once per process on its references."""
+    from agent3d.fusion import build_scorer
 
-    if not references:
-        return SelfReferenceScorer(seed=seed)
-    key = ("bank", class_name, tuple(references), seed)
+    key = ("scorer", class_name, tuple(references), name, seed)
     if key not in _PROCESS_CACHE:
         clouds = read_references(references)
-        _PROCESS_CACHE[key] = MemoryBankScorer(seed=seed).fit([c.points for c in clouds], [c.source for c in clouds])
+        _PROCESS_CACHE[key] = build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
     return _PROCESS_CACHE[key]
 
 

@@ -1,0 +1,115 @@
+"""Registration recovers poses; the registration scorer sees shallow dents; fusion uses no labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from agent3d.cli import app
+from agent3d.cloud import PointCloud
+from agent3d.fusion import FusedScorer, build_scorer, held_out_scores
+from agent3d.pipeline import DetectConfig, detect
+from agent3d.registration import RegistrationError, RegistrationScorer, register, register_best
+from agent3d.scoring import MemoryBankScorer
+from conftest import lumpy_sphere, plant_dent, wavy_surface
+
+POSE = Rotation.from_euler("xyz", [40, 70, -30], degrees=True)
+SHIFT = np.array([0.5, -0.2, 1.0])
+
+
+@pytest.fixture(scope="module")
+def references():
+    return [lumpy_sphere(8000, seed=1), lumpy_sphere(8000, seed=3)]
+
+
+@pytest.fixture(scope="module")
+def dented():
+    points, labels = plant_dent(lumpy_sphere(8000, seed=2), depth_fraction=0.005, radius_fraction=0.08, centre=100)
+    noisy = points + np.random.default_rng(5).normal(scale=0.002, size=points.shape)  # light sensor noise
+    return POSE.apply(noisy) + SHIFT, labels
+
+
+def test_a_known_rigid_transform_is_recovered(references):
+    clean = lumpy_sphere(8000, seed=2)
+    found = register(POSE.apply(clean) + SHIFT, references[0], seed=0)
+    rotation_error = np.degrees(Rotation.from_matrix(found.transform[:3, :3] @ POSE.as_matrix()).magnitude())
+    diagonal = np.linalg.norm(np.ptp(references[0], axis=0))
+    # the true inverse of x -> R x + t is x -> R^T x - R^T t
+    translation_error = np.linalg.norm(found.transform[:3, 3] + POSE.inv().apply(SHIFT))
+    assert rotation_error < 2.0 and translation_error < 0.01 * diagonal and found.fitness > 0.9
+
+
+def test_registration_is_repeatable_for_a_seed(references):
+    posed = POSE.apply(lumpy_sphere(5000, seed=4)) + SHIFT
+    # equal up to the summation order of open3d's parallel ICP
+    np.testing.assert_allclose(register(posed, references[0], seed=3).transform,
+                               register(posed, references[0], seed=3).transform, atol=1e-9)
+
+
+def test_a_cloud_of_another_part_fails_clearly(references):
+    with pytest.raises(RegistrationError, match="registration failed: best fitness"):
+        register_best(wavy_surface(4000) * 5.0, references, min_fitness=0.9)
+
+
+def test_registration_scorer_sees_a_shallow_dent_the_memory_bank_misses(references, dented):
+    points, labels = dented
+    everything = np.arange(len(points))
+    scorer = RegistrationScorer().fit(references, ["a", "b"])
+    registration_auroc = roc_auc_score(labels, scorer.score(points, everything))
+    memory_bank_auroc = roc_auc_score(labels, MemoryBankScorer().fit(references).score(points, everything))
+    assert registration_auroc > 0.9 and registration_auroc > memory_bank_auroc
+    assert scorer.registration_.fitness > 0.9 and scorer.references == ["a", "b"]
+
+
+def test_registration_scorer_scores_only_the_gated_points(references, dented):
+    points, _ = dented
+    gated = np.arange(0, len(points), 10)
+    assert RegistrationScorer().fit(references).score(points, gated).shape == (len(gated),)
+
+
+def test_fusion_uses_no_labels(references, dented):
+    points, labels = dented
+    fused = FusedScorer().fit(references)
+    config = DetectConfig(gating="all")
+    shuffled = np.random.default_rng(0).permutation(labels)
+    first = detect(PointCloud(points, labels), config, scorer=fused)
+    second = detect(PointCloud(points, shuffled), config, scorer=fused)
+    np.testing.assert_allclose(first.scores, second.scores, rtol=1e-9)  # ICP sums in parallel: float order only
+    assert first.scorer == "fused" and first.registration["fitness"] > 0.9
+    assert set(fused.scales_) == {"memory-bank", "registration"} and all(v > 0 for v in fused.scales_.values())
+
+
+def test_held_out_normalisation_comes_from_reference_points_only(references):
+    scores = held_out_scores(lambda: RegistrationScorer(), references, n_probe=500)
+    assert scores.shape == (1000,) and np.percentile(scores, 99) > 0
+    single = held_out_scores(lambda: MemoryBankScorer(), references[:1], n_probe=300)
+    assert single.shape == (300,)
+
+
+def test_build_scorer_names_and_errors(references):
+    assert build_scorer("auto", []).name == "self-reference"
+    assert build_scorer("memory-bank", references).name == "memory-bank"
+    with pytest.raises(ValueError, match="needs --reference"):
+        build_scorer("registration", [])
+    with pytest.raises(ValueError, match="unknown scorer"):
+        build_scorer("magic", references)
+
+
+def test_detect_reports_the_registration(tmp_path, references, dented):
+    points, labels = dented
+    np.savetxt(tmp_path / "test.txt", np.column_stack([points, labels]), fmt="%.6f %.6f %.6f %d")
+    for i, reference in enumerate(references):
+        np.savetxt(tmp_path / f"ref{i}.xyz", reference)
+    result = CliRunner().invoke(app, ["detect", str(tmp_path / "test.txt"), "--reference", str(tmp_path / "ref0.xyz"),
+                                      "--reference", str(tmp_path / "ref1.xyz"), "--scorer", "registration",
+                                      "--gating", "all", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["scorer"] == "registration" and np.asarray(data["registration"]["transform"]).shape == (4, 4)
+    other = CliRunner().invoke(app, ["detect", str(tmp_path / "test.txt"), "--scorer", "fused", "--gating", "all"])
+    assert other.exit_code == 2 and "needs --reference" in other.stderr
