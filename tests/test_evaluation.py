@@ -137,9 +137,9 @@ def test_folder_matching_no_layout_is_refused(tmp_path):
 
 # ---- runner ----------------------------------------------------------------------------------
 
-def config_for(root, gatings=("saliency", "random", "all"), budget=0.2):
+def config_for(root, gatings=("saliency", "random", "all"), budget=0.2, scorer="auto"):
     return EvalConfig(dataset=str(root), layout="labeled", gatings=list(gatings), prompts=[], prompt_hashes={},
-                      budget=budget, n_points=64, version="test")
+                      budget=budget, n_points=64, scorer=scorer, version="test")
 
 
 class Killed(Exception):
@@ -185,11 +185,12 @@ def test_other_configuration_in_the_same_folder_is_refused(tmp_path):
         prepare_output(tmp_path / "out", config_for(tmp_path / "d", budget=0.3))
 
 
-def test_memory_bank_from_the_dataset_references_beats_chance(tmp_path):
+@pytest.mark.parametrize("scorer,expected", [("memory-bank", "memory-bank"), ("auto", "fused")])
+def test_scorer_from_the_dataset_references_beats_chance(tmp_path, scorer, expected):
     data = load_dataset(write_labeled(tmp_path / "d"))
-    run_evaluation(data, config_for(tmp_path / "d", gatings=("all",)), tmp_path / "out")
+    run_evaluation(data, config_for(tmp_path / "d", gatings=("all",), scorer=scorer), tmp_path / "out")
     records = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
-    assert {r["scorer"] for r in records} == {"memory-bank"}
+    assert {r["scorer"] for r in records} == {expected}
     assert summarize(tmp_path / "out", [("all", None)], {})["p_auroc"] > 0.9
 
 
