@@ -114,6 +114,9 @@ def detect(
     out: Optional[Path] = typer.Option(None, help="Write detection.json and scores.ply here."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ask the model even if the reply is cached."),
+    timeout: float = typer.Option(120.0, help="Seconds per request to an OpenAI-compatible server."),
+    retry_seconds: float = typer.Option(60.0, help="Total seconds that retries of failed requests may add."),
+    log_dir: Optional[Path] = typer.Option(None, help="Append every request and reply to DIR/llm_log.jsonl."),
 ) -> None:
     """Find suspects with the language model and score them with the classical detector."""
     from agent3d.pipeline import DetectConfig
@@ -127,7 +130,8 @@ def detect(
         config.check()
         cloud = load_input(file, gt)
         fitted = make_scorer(reference, scorer.value, seed)
-        llm = make_backend(backend.value, model, base_url, not no_cache) if gating == Gating.llm else None
+        llm = (make_backend(backend.value, model, base_url, not no_cache, timeout, retry_seconds, log_dir)
+               if gating == Gating.llm else None)
         result = run_detect(cloud, config, llm, fitted)
     except InputError as error:
         fail(str(error), 2)

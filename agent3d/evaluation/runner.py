@@ -131,7 +131,7 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
                                      budget=config.budget, object_score=config.object_score, topk=config.topk,
                                      retries=config.retries, seed=config.seed)
         try:
-            result = detect(cloud, detect_config, _backend(config) if gating == "llm" else None, scorer)
+            result = detect(cloud, detect_config, _backend(config, out) if gating == "llm" else None, scorer)
         except RegistrationError as error:
             raise InputError(sample.path, str(error)) from None
         key = run_key(sample, gating, prompt)
@@ -164,13 +164,14 @@ def _scorer(class_name: str, references: list[str], name: str, seed: int):
     return _PROCESS_CACHE[key]
 
 
-def _backend(config: EvalConfig):
-    """The configured backend, loaded once per process."""
+def _backend(config: EvalConfig, out: Path):
+    """The configured backend, loaded once per process, logging every exchange to ``out/llm_log.jsonl``."""
     from agent3d.llm import make_backend
 
-    key = ("backend", config.backend, config.model, config.base_url, config.use_cache)
+    key = ("backend", config.backend, config.model, config.base_url, config.use_cache, str(out))
     if key not in _PROCESS_CACHE:
-        _PROCESS_CACHE[key] = make_backend(config.backend, config.model, config.base_url, config.use_cache)
+        _PROCESS_CACHE[key] = make_backend(config.backend, config.model, config.base_url, config.use_cache,
+                                           log_dir=out)
     return _PROCESS_CACHE[key]
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from agent3d.llm.base import Backend, BackendError
 from agent3d.llm.cache import CachedBackend
+from agent3d.llm.log import LoggedBackend
 
 
-def make_backend(name: str, model: str | None, base_url: str | None, use_cache: bool) -> Backend:
-    """Build the chosen backend, wrapped in the response cache unless ``use_cache`` is False.
+def make_backend(name: str, model: str | None, base_url: str | None, use_cache: bool, timeout: float = 120.0,
+                 retry_seconds: float = 60.0, log_dir: str | Path | None = None) -> Backend:
+    """Build the chosen backend, wrapped in the response cache unless ``use_cache`` is False, and in the
+    request log (:class:`agent3d.llm.log.LoggedBackend`) when ``log_dir`` is given.
+
+    ``timeout`` (seconds per request) and ``retry_seconds`` (total time retries may add) apply to the
+    ``openai`` backend; the local backend has no network to wait for.
 
     Raises
     ------
@@ -21,9 +29,10 @@ def make_backend(name: str, model: str | None, base_url: str | None, use_cache: 
 
         if not model:
             raise BackendError("--backend openai needs --model")
-        backend = OpenAIBackend(model, base_url=base_url)
+        backend = OpenAIBackend(model, base_url=base_url, timeout=timeout, retry_seconds=retry_seconds)
     else:
         from agent3d.llm.llama_cpp import LlamaCppBackend
 
         backend = LlamaCppBackend(model)
-    return CachedBackend(backend) if use_cache else backend
+    backend = CachedBackend(backend) if use_cache else backend
+    return LoggedBackend(backend, log_dir) if log_dir else backend

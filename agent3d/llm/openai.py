@@ -2,7 +2,9 @@
 
 The API key is read from ``OPENAI_API_KEY`` only and never written anywhere. Structured output
 is asked for with ``response_format`` ``json_schema`` (strict); a server that refuses it gets
-``json_object`` with the schema in the system message instead.
+``json_object`` with the schema in the system message instead. Rate limits (429), server errors
+(5xx), timeouts and dropped connections are retried with exponential backoff and full jitter,
+bounded in count and in total time; a ``Retry-After`` header is honoured within those bounds.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import time
 import urllib.request
 
@@ -29,6 +32,10 @@ class OpenAIBackend:
         An OpenAI-compatible server (e.g. ``http://127.0.0.1:8000/v1``); default OpenAI's.
     timeout : float, default 120.0
         Seconds per request.
+    max_retries : int, default 4
+        Retries after a 429, a 5xx, a timeout or a dropped connection.
+    retry_seconds : float, default 60.0
+        Total time the retries may add; a retry that would pass it is not made.
     max_tokens : int, default 768
     temperature : float, default 0.0
     seed : int, default 0
@@ -41,15 +48,16 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, model: str, base_url: str | None = None, timeout: float = 120.0,
-                 max_tokens: int = 768, temperature: float = 0.0, seed: int = 0):
+    def __init__(self, model: str, base_url: str | None = None, timeout: float = 120.0, max_retries: int = 4,
+                 retry_seconds: float = 60.0, max_tokens: int = 768, temperature: float = 0.0, seed: int = 0):
         import openai
 
         key = os.environ.get("OPENAI_API_KEY")
         if not key and base_url is None:
             raise BackendError("OPENAI_API_KEY is not set")
         # a local OpenAI-compatible server needs no key, but the SDK wants a non-empty string
-        self._client = openai.OpenAI(api_key=key or "unused", base_url=base_url, timeout=timeout, max_retries=2)
+        self._client = openai.OpenAI(api_key=key or "unused", base_url=base_url, timeout=timeout, max_retries=0)
+        self.max_retries, self.retry_seconds = max_retries, retry_seconds
         self._openai = openai
         self.base_url = base_url
         self.model = model
@@ -83,8 +91,20 @@ class OpenAIBackend:
                      seconds=time.perf_counter() - start)
 
     def _create(self, messages: Messages, response_format: dict):
-        return self._client.chat.completions.create(model=self.model, messages=messages,
-                                                    response_format=response_format, **self.params)
+        """One chat completion, retried on transient failures (see the module docstring)."""
+        transient = (self._openai.RateLimitError, self._openai.InternalServerError,
+                     self._openai.APITimeoutError, self._openai.APIConnectionError)
+        deadline = time.monotonic() + self.retry_seconds
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self._client.chat.completions.create(model=self.model, messages=messages,
+                                                            response_format=response_format, **self.params)
+            except transient as error:
+                delay = backoff(attempt, retry_after(error))
+                refusal = isinstance(error, self._openai.APIStatusError) and refuses_json_schema(error)
+                if refusal or attempt == self.max_retries or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
 
     def count_tokens(self, messages: Messages) -> int:
         """Prompt tokens: the server's own tokenizer where it offers one (llama.cpp servers'
@@ -106,3 +126,21 @@ def refuses_json_schema(error) -> bool:
     """True when a server's error says it does not accept ``response_format`` ``json_schema``
     (OpenAI-compatible servers answer 400, 422, or even 500 with a validation message)."""
     return error.status_code in (400, 422) or "json_schema" in str(getattr(error, "message", ""))
+
+
+def backoff(attempt: int, retry_after_seconds: float | None = None, base: float = 0.5, cap: float = 8.0) -> float:
+    """Seconds to wait before retry ``attempt + 1``: the server's ``Retry-After`` if given, else
+    exponential backoff with full jitter, ``uniform(0, min(cap, base * 2**attempt))`` (AWS architecture
+    blog, "Exponential Backoff and Jitter")."""
+    if retry_after_seconds is not None:
+        return min(max(retry_after_seconds, 0.0), cap)
+    return random.uniform(0.0, min(cap, base * 2**attempt))
+
+
+def retry_after(error) -> float | None:
+    """The ``Retry-After`` header of an HTTP error, in seconds, when it holds a number."""
+    response = getattr(error, "response", None)
+    try:
+        return float(response.headers.get("retry-after")) if response is not None else None
+    except (TypeError, ValueError):
+        return None
