@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import ValidationError
+from scipy.spatial import cKDTree
 
 from agent3d.cloud import LLMReport, Suspect, SuspectList
+from agent3d.geometry import local_geometry
 from agent3d.llm.base import Backend, Messages, response_schema
 from agent3d.prompts import PromptTemplate
-from agent3d.verbalize import View, split_into_tiles
+from agent3d.verbalize import View, regions_view, split_into_tiles, verbalize, zoom_indices
 
 MAX_SUSPECTS = 8
 
@@ -140,46 +142,138 @@ def ask(backend: Backend, messages: Messages, known_ids: list[str], report: LLMR
     return []
 
 
-def find_suspects(backend: Backend, prompt: PromptTemplate, view: View, n_total: int,
-                  max_prompt_tokens: int = 6000, retries: int = 2) -> tuple[list[tuple[int, Suspect]], LLMReport]:
-    """Show the view to the model, tile by tile within the token budget, and collect suspects.
+def ask_view(backend: Backend, view: View, messages_for, report: LLMReport, max_prompt_tokens: int = 6000,
+             retries: int = 2) -> list[tuple[int, Suspect]]:
+    """Show a view to the model, tile by tile within the token budget, and collect validated suspects.
 
     Parameters
     ----------
     backend : Backend
-    prompt : PromptTemplate
     view : View
-        The verbalized sample.
-    n_total : int
-        Points in the full cloud (told to the model).
+    messages_for : callable
+        ``messages_for(rows, tile, n_tiles) -> messages`` renders the prompt showing those view rows.
+    report : LLMReport
+        Updated in place.
     max_prompt_tokens : int, default 6000
-        Budget per request, counted with the backend's tokenizer; the view is split into spatial
-        tiles to honour it.
+        Budget per request, counted with the backend's tokenizer; the view is split into spatial tiles
+        to honour it.
     retries : int, default 2
 
     Returns
     -------
-    suspects : list of (int, Suspect)
+    list of (int, Suspect)
         Row of the view and the suspect, highest confidence first, unique ids.
-    report : LLMReport
 
     Raises
     ------
     ValueError
         If even a one-point prompt exceeds ``max_prompt_tokens``.
     """
-    def messages_for(rows: np.ndarray, tile: int = 1, n_tiles: int = 1) -> Messages:
-        return prompt.render(points=view.text(rows), legend=view.legend, n_shown=len(rows), n_total=n_total,
-                             tile=tile, n_tiles=n_tiles, max_suspects=MAX_SUSPECTS)
-
-    tiles = split_into_tiles(view, lambda rows: backend.count_tokens(messages_for(rows, 1, 2)),
-                             max_prompt_tokens)
-    report = LLMReport(tiles=len(tiles))
+    tiles = split_into_tiles(view, lambda rows: backend.count_tokens(messages_for(rows, 1, 2)), max_prompt_tokens)
+    report.tiles += len(tiles)
     row_of = {pid: row for row, pid in enumerate(view.ids)}
     found: dict[str, tuple[int, Suspect]] = {}
     for number, rows in enumerate(tiles, start=1):
         known = [view.ids[r] for r in rows]
         for suspect in ask(backend, messages_for(rows, number, len(tiles)), known, report, retries):
             found.setdefault(suspect.id, (row_of[suspect.id], suspect))
-    ranked = sorted(found.values(), key=lambda item: (-item[1].confidence, item[0]))
-    return ranked, report
+    return sorted(found.values(), key=lambda item: (-item[1].confidence, item[0]))
+
+
+def find_suspects(backend: Backend, prompt: PromptTemplate, view: View, n_total: int,
+                  max_prompt_tokens: int = 6000, retries: int = 2) -> tuple[list[tuple[int, Suspect]], LLMReport]:
+    """One round: the view rendered with the prompt's first-round template (see :func:`ask_view`).
+
+    Returns
+    -------
+    suspects : list of (int, Suspect)
+    report : LLMReport
+    """
+    report = LLMReport()
+    found = ask_view(backend, view, _renderer(prompt, "user", view, n_total), report, max_prompt_tokens, retries)
+    return found, report
+
+
+def _renderer(prompt: PromptTemplate, stage: str, view: View, n_total: int, **extra):
+    def messages_for(rows: np.ndarray, tile: int = 1, n_tiles: int = 1) -> Messages:
+        return prompt.render(stage, points=view.text(rows), legend=view.legend, n_shown=len(rows), n_total=n_total,
+                             tile=tile, n_tiles=n_tiles, max_suspects=MAX_SUSPECTS, **extra)
+    return messages_for
+
+
+def run_agent(backend: Backend, prompt: PromptTemplate, points: np.ndarray, view: View, rounds: int = 1,
+              max_prompt_tokens: int = 6000, retries: int = 2,
+              seed: int = 0) -> tuple[list[tuple[int, Suspect]], LLMReport]:
+    """The agent: an overview round, then closer rounds around what it picked.
+
+    Round 1 shows the overview (the points, or for the ``regions`` format the regions). Every later
+    round shows a denser verbalization of the neighbourhood of the current picks (as many points as
+    the overview had; picked regions are shown whole) with the prompt's zoom template; the model
+    answers with the same schema, so naming a suspect again confirms it, leaving it out drops it, and
+    naming another point adds it. A round whose replies are all unusable keeps the previous suspects.
+    The ``regions`` format always has at least 2 rounds (regions, then points).
+
+    Parameters
+    ----------
+    backend : Backend
+    prompt : PromptTemplate
+    points : ndarray of shape (n_points, 3), float64
+        The full cloud.
+    view : View
+        The verbalized sample (``xyz`` or ``xyz+geom``).
+    rounds : int, default 1
+    max_prompt_tokens, retries, seed
+        As in :func:`ask_view`; ``seed`` thins the zoomed neighbourhoods.
+
+    Returns
+    -------
+    suspects : list of (int, Suspect)
+        Full-cloud index and suspect, highest confidence first.
+    report : LLMReport
+        Totals over all rounds, and per round (``report.rounds``) its calls, tokens, seconds, replies
+        and final ids.
+    """
+    report = LLMReport()
+    spacing = float(np.median(cKDTree(points[view.indices]).query(points[view.indices], k=2)[0][:, 1]))
+    overview, members = view, None
+    if prompt.format == "regions":
+        overview, members = regions_view(points, view, local_geometry(points, view.indices, seed=seed))
+    found = _round(report, 1, lambda: ask_view(backend, overview, _renderer(prompt, "user", overview, len(points)),
+                                               report, max_prompt_tokens, retries), overview)
+    if members is not None:  # the picked regions, shown whole in round 2
+        picked = [overview.ids[row] for row, _ in found]
+        centres = np.concatenate([view.indices[members[row]] for row, _ in found] or [np.empty(0, np.int64)])
+        current, radius, focus = [], spacing, f"inside the regions you picked ({', '.join(picked)})"
+    else:
+        current = [(int(view.indices[row]), s) for row, s in found]
+        centres, radius, focus = np.array([i for i, _ in current], dtype=np.int64), 2 * spacing, "around your suspects"
+    n_rounds = max(rounds, 2) if members is not None else rounds
+    for number in range(2, n_rounds + 1):
+        if len(centres) == 0:
+            break
+        shown = zoom_indices(points, centres, radius, max_points=len(view.lines), seed=seed)
+        zoomed = verbalize(points, shown, local_geometry(points, shown, seed=seed) if view.format != "xyz" else None,
+                           "xyz+geom" if view.format != "xyz" else "xyz")
+        position = {int(i): zoomed.ids[row] for row, i in enumerate(zoomed.indices)}
+        previous = [position[i] for i, _ in current if i in position]
+        failures_before = len(report.failures)
+        found = _round(report, number, lambda: ask_view(
+            backend, zoomed, _renderer(prompt, "zoom", zoomed, len(points), round=number, n_rounds=n_rounds,
+                                       focus=focus, previous=previous), report, max_prompt_tokens, retries), zoomed)
+        if found or len(report.failures) == failures_before:
+            current = [(int(zoomed.indices[row]), s) for row, s in found]
+        centres = np.array([i for i, _ in current], dtype=np.int64)
+        radius, focus = 2 * spacing, "around your suspects"
+    return current, report
+
+
+def _round(report: LLMReport, number: int, ask_round, view: View) -> list[tuple[int, Suspect]]:
+    """Run one round and record its share of calls, tokens, seconds and replies in ``report.rounds``."""
+    before = (report.calls, report.prompt_tokens, report.completion_tokens, report.seconds, len(report.replies))
+    found = ask_round()
+    report.rounds.append({"round": number, "calls": report.calls - before[0],
+                          "prompt_tokens": report.prompt_tokens - before[1],
+                          "completion_tokens": report.completion_tokens - before[2],
+                          "seconds": round(report.seconds - before[3], 3), "shown": len(view.lines),
+                          "replies": report.replies[before[4]:], "suspects": [s.id for _, s in found]})
+    return found

@@ -6,7 +6,6 @@ Exit codes: 0 ok, 2 bad input (one line naming the file and the problem), 3 back
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agent3d.cli_catalog import prompts_app, runs_app
+from agent3d.cli_common import BackendName, Gating, ObjectScore, Sampling, ScorerName, fail
 from agent3d.cloud import Detection, PointCloud
 from agent3d.io import InputError, read_cloud, read_gt, read_references, write_json, write_ply
 from agent3d.llm import make_backend
@@ -22,47 +23,13 @@ from agent3d.llm.base import BackendError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Can a language model, reading a point cloud as text, point at the defect?")
-
-
-class BackendName(str, Enum):
-    llama_cpp = "llama-cpp"
-    openai = "openai"
-
-
-class Gating(str, Enum):
-    llm = "llm"
-    saliency = "saliency"
-    random = "random"
-    all = "all"
-
-
-class ScorerName(str, Enum):
-    auto = "auto"
-    self_reference = "self-reference"
-    memory_bank = "memory-bank"
-    registration = "registration"
-    fused = "fused"
-
-
-class ObjectScore(str, Enum):
-    max = "max"
-    topk_mean = "topk-mean"
-
-
-class Sampling(str, Enum):
-    fps = "fps"
-    voxel = "voxel"
+app.add_typer(prompts_app, name="prompts")
+app.add_typer(runs_app, name="runs")
 
 
 @app.callback()
 def main() -> None:
     """agent3d: LLM-gated 3D anomaly detection on point clouds."""
-
-
-def fail(message: str, code: int) -> None:
-    """Print one line to stderr and exit with ``code``."""
-    typer.echo(f"agent3d: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def make_scorer(references: list[Path], name: str, seed: int):
@@ -109,6 +76,7 @@ def detect(
     sampling: Sampling = typer.Option(Sampling.fps, help="How those points are chosen."),
     max_prompt_tokens: int = typer.Option(6000, help="Token budget per request; the view is tiled to fit."),
     retries: int = typer.Option(2, help="Retries of an unusable reply, with the error fed back."),
+    rounds: int = typer.Option(1, help="Agent rounds: later rounds look closer around the suspects."),
     seed: int = typer.Option(0, help="Seed for sampling and decoding."),
     gt: Optional[Path] = typer.Option(None, help="Ground-truth file (x y z label), matched by nearest neighbour."),
     out: Optional[Path] = typer.Option(None, help="Write detection.json and scores.ply here."),
@@ -125,7 +93,7 @@ def detect(
     config = DetectConfig(n_points=n_points, sampling=sampling.value, prompt=prompt,
                           prompts_dir=str(prompts_dir) if prompts_dir else None,
                           max_prompt_tokens=max_prompt_tokens, gating=gating.value, budget=budget,
-                          object_score=object_score.value, topk=topk, retries=retries, seed=seed)
+                          object_score=object_score.value, topk=topk, retries=retries, rounds=rounds, seed=seed)
     try:
         config.check()
         cloud = load_input(file, gt)
@@ -207,6 +175,7 @@ def evaluate(
     model: Optional[str] = typer.Option(None, help="GGUF file or model name (default: embedded SmolLM2-135M)."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL."),
     n_points: int = typer.Option(256, help="Points shown to the language model."),
+    rounds: int = typer.Option(1, help="Agent rounds: later rounds look closer around the suspects."),
     object_score: ObjectScore = typer.Option(ObjectScore.max, help="Object score from the point scores."),
     topk: int = typer.Option(10, help="k of topk-mean."),
     workers: int = typer.Option(1, help="Samples evaluated in parallel processes."),
@@ -224,14 +193,14 @@ def evaluate(
     gatings = list(dict.fromkeys(g.value for g in gating))
     prompts = list(dict.fromkeys(prompt)) if "llm" in gatings else []
     try:
-        DetectConfig(budget=budget, n_points=n_points, topk=topk).check()
+        DetectConfig(budget=budget, n_points=n_points, topk=topk, rounds=rounds).check()
         data = load_dataset(dataset)
         hashes = {name: load_prompt(name).digest for name in prompts}
         config = EvalConfig(dataset=str(dataset), layout=data.layout, gatings=gatings, prompts=prompts,
                             prompt_hashes=hashes, budget=budget, references=[str(r) for r in reference],
                             backend=backend.value, model=model, base_url=base_url, n_points=n_points,
                             object_score=object_score.value, topk=topk, seed=seed, use_cache=not no_cache,
-                            scorer=scorer.value, version=__version__)
+                            scorer=scorer.value, rounds=rounds, version=__version__)
         total, done = len(data.samples) * len(config.runs()), len(prepare_output(out, config))
         with evaluation_progress(total, done, out) as on_record:
             run_evaluation(data, config, out, workers, on_record)

@@ -117,6 +117,8 @@ class LLMReport:
         Wall time spent waiting for the backend.
     replies : list of str
         Every raw reply, in order.
+    rounds : list of dict
+        Per agent round: calls, tokens, seconds, points shown, its raw replies and its final ids.
     """
 
     calls: int = 0
@@ -127,11 +129,12 @@ class LLMReport:
     completion_tokens: int = 0
     seconds: float = 0.0
     replies: list[str] = field(default_factory=list)
+    rounds: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"calls": self.calls, "tiles": self.tiles, "dropped": dict(self.dropped),
                 "failures": list(self.failures), "seconds": round(self.seconds, 3),
-                "replies": list(self.replies)}
+                "replies": list(self.replies), "rounds": list(self.rounds)}
 
 
 @dataclass

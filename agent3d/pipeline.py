@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent3d.agent import MAX_SUSPECTS, find_suspects
+from agent3d.agent import MAX_SUSPECTS, run_agent
 from agent3d.cloud import Detection, LLMReport, PointCloud, ResolvedSuspect
 from agent3d.gating import GATINGS, gate, random_seeds, saliency_seeds
 from agent3d.geometry import local_geometry
@@ -36,6 +36,8 @@ class DetectConfig:
     gating : {"llm", "saliency", "random", "all"}, default "llm"
     budget : float, default 0.1
         Fraction of full-cloud points the scorer may touch (``--budget``).
+    rounds : int, default 1
+        Agent rounds (``--rounds``): later rounds look closer around the current suspects.
     object_score : {"max", "topk-mean"}, default "max"
     topk : int, default 10
         k of ``topk-mean``.
@@ -51,6 +53,7 @@ class DetectConfig:
     max_prompt_tokens: int = 6000
     gating: str = "llm"
     budget: float = 0.1
+    rounds: int = 1
     object_score: str = "max"
     topk: int = 10
     retries: int = 2
@@ -62,8 +65,8 @@ class DetectConfig:
             raise ValueError(f"unknown gating '{self.gating}' (expected one of {', '.join(GATINGS)})")
         if not 0 < self.budget <= 1:
             raise ValueError(f"--budget must be in (0, 1], got {self.budget}")
-        if self.n_points < 1 or self.max_prompt_tokens < 1 or self.retries < 0 or self.topk < 1:
-            raise ValueError("--n-points, --max-prompt-tokens and --topk must be >= 1 and --retries >= 0")
+        if min(self.n_points, self.max_prompt_tokens, self.topk, self.rounds) < 1 or self.retries < 0:
+            raise ValueError("--n-points, --max-prompt-tokens, --topk and --rounds must be >= 1 and --retries >= 0")
         if self.object_score not in OBJECT_SCORES:
             raise ValueError(f"--object-score must be one of {', '.join(OBJECT_SCORES)}")
 
@@ -127,13 +130,13 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
 
 def ask_model(cloud: PointCloud, shown: np.ndarray, config: DetectConfig,
               backend: Backend) -> tuple[list[ResolvedSuspect], LLMReport, str]:
-    """Verbalize the shown points with the configured prompt and collect validated suspects."""
+    """Verbalize the shown points with the configured prompt and run the agent's rounds."""
     prompt = load_prompt(config.prompt, config.prompts_dir)
     points = cloud.points
-    geometry = local_geometry(points, shown, seed=config.seed) if prompt.format == "xyz+geom" else None
-    view = verbalize(points, shown, geometry, prompt.format)
-    found, report = find_suspects(backend, prompt, view, len(cloud), config.max_prompt_tokens, config.retries)
-    suspects = [ResolvedSuspect(id=s.id, index=int(view.indices[row]),
-                                xyz=tuple(float(v) for v in points[view.indices[row]]),
-                                confidence=s.confidence, reason=s.reason) for row, s in found]
+    geometry = local_geometry(points, shown, seed=config.seed) if prompt.format != "xyz" else None
+    view = verbalize(points, shown, geometry, "xyz" if prompt.format == "xyz" else "xyz+geom")
+    found, report = run_agent(backend, prompt, points, view, config.rounds, config.max_prompt_tokens,
+                              config.retries, config.seed)
+    suspects = [ResolvedSuspect(id=s.id, index=index, xyz=tuple(float(v) for v in points[index]),
+                                confidence=s.confidence, reason=s.reason) for index, s in found]
     return suspects, report, prompt.name

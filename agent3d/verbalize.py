@@ -16,12 +16,14 @@ import numpy as np
 
 from agent3d.geometry import LocalGeometry
 
-FORMATS = ("xyz", "xyz+geom")
+FORMATS = ("xyz", "xyz+geom", "regions")
 _LEGENDS = {
     "xyz": "id x y z",
     "xyz+geom": "id x y z crd, where crd is three digits, each a rank 0-9 among the shown points: "
                 "c = curvature (how sharply the surface bends), r = residual (roughness against the local "
                 "plane), d = density (how crowded the neighbourhood is)",
+    "regions": "id x y z n crd: a region of the part, x y z = its centre, n = points in it, crd = three digits, "
+               "each a rank 0-9 among the regions of its mean curvature, residual and density",
 }
 
 
@@ -130,6 +132,94 @@ def verbalize(points: np.ndarray, indices: np.ndarray, geometry: LocalGeometry |
                 format=fmt, legend=_LEGENDS[fmt])
 
 
+def kd_split(coordinates: np.ndarray, too_big: Callable[[np.ndarray], bool]) -> list[np.ndarray]:
+    """Halve groups of rows at the median of their longest axis (a k-d split) while ``too_big(rows)``.
+
+    Returns sorted row arrays covering every row once; a single row is never split.
+    """
+    pending, groups = [np.arange(len(coordinates))], []
+    while pending:
+        rows = pending.pop(0)
+        if len(rows) == 1 or not too_big(rows):
+            groups.append(rows)
+            continue
+        axis = int(np.argmax(np.ptp(coordinates[rows], axis=0)))
+        order = rows[np.argsort(coordinates[rows, axis], kind="stable")]
+        pending.extend([np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])])
+    return groups
+
+
+def regions_view(points: np.ndarray, view: View, geometry: LocalGeometry, max_region_points: int = 16
+                 ) -> tuple[View, list[np.ndarray]]:
+    """The overview of the ``regions`` format: the shown points grouped into k-d regions, one line each.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+        The full cloud.
+    view : View
+        The verbalized sample (any format), whose rows are grouped.
+    geometry : LocalGeometry
+        Summaries of ``view.indices``, in that (line) order.
+    max_region_points : int, default 16
+        256 shown points give 16 regions.
+
+    Returns
+    -------
+    regions : View
+        Ids ``r0``...; ``indices`` holds, per region, the member point nearest its centroid.
+    members : list of ndarray of int64
+        Rows of ``view`` in each region, in region order.
+    """
+    members = kd_split(view.quantized, lambda rows: len(rows) > max_region_points)
+    centroids = np.array([points[view.indices[rows]].mean(axis=0) for rows in members])
+    summary = [np.array([values[rows].mean() for rows in members])
+               for values in (geometry.curvature, geometry.residual, geometry.density)]
+    digits = np.stack([ranks(v) for v in summary], axis=1)
+    quantized = quantize(np.vstack([points, centroids]))[len(points):]  # the same frame as the points
+    ids = [f"r{i}" for i in range(len(members))]
+    lines = [f"{rid} {x} {y} {z} {len(rows)} {c}{r}{d}"
+             for rid, (x, y, z), rows, (c, r, d) in zip(ids, quantized.tolist(), members, digits.tolist())]
+    representative = np.array([view.indices[rows][np.argmin(np.linalg.norm(points[view.indices[rows]] - centre, axis=1))]
+                               for rows, centre in zip(members, centroids)])
+    return View(indices=representative, ids=ids, lines=lines, quantized=quantized, format="regions",
+                legend=_LEGENDS["regions"]), members
+
+
+def zoom_indices(points: np.ndarray, centres: np.ndarray, radius: float, max_points: int,
+                 seed: int = 0) -> np.ndarray:
+    """Full-cloud points within ``radius`` of any centre, thinned by FPS to at most ``max_points``.
+
+    The centres themselves are always kept (up to ``max_points``), so a suspect can be confirmed.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    centres : ndarray of shape (n_centres,), int64
+    radius : float
+        In the cloud's units.
+    max_points : int
+    seed : int, default 0
+
+    Returns
+    -------
+    ndarray of shape (<= max_points,), int64, sorted
+    """
+    from scipy.spatial import cKDTree
+
+    from agent3d.sampling import farthest_point_sampling
+
+    centres = np.unique(np.asarray(centres, dtype=np.int64))
+    near = cKDTree(points).query_ball_point(points[centres], r=radius)
+    candidates = np.setdiff1d(np.unique(np.concatenate([np.asarray(n, dtype=np.int64) for n in near])), centres)
+    room = max_points - len(centres)
+    if room <= 0:
+        return np.sort(centres[:max_points])
+    if len(candidates) > room:
+        candidates = candidates[farthest_point_sampling(points[candidates], room, seed=seed)]
+    return np.sort(np.concatenate([centres, candidates]))
+
+
 def split_into_tiles(view: View, n_tokens: Callable[[np.ndarray], int], max_tokens: int) -> list[np.ndarray]:
     """Split a view into spatial tiles whose prompts each fit the token budget.
 
@@ -154,18 +244,9 @@ def split_into_tiles(view: View, n_tokens: Callable[[np.ndarray], int], max_toke
     ValueError
         If a prompt showing a single point is already over budget.
     """
-    pending, tiles = [np.arange(len(view.lines))], []
-    while pending:
-        rows = pending.pop(0)
-        if n_tokens(rows) <= max_tokens:
-            tiles.append(rows)
-            continue
-        if len(rows) == 1:
+    tiles = kd_split(view.quantized, lambda rows: n_tokens(rows) > max_tokens)
+    for rows in tiles:
+        if len(rows) == 1 and n_tokens(rows) > max_tokens:
             raise ValueError(f"a prompt with a single point needs {n_tokens(rows)} tokens, "
                              f"over the budget of {max_tokens}")
-        coords = view.quantized[rows]
-        axis = int(np.argmax(np.ptp(coords, axis=0)))
-        order = rows[np.argsort(coords[:, axis], kind="stable")]
-        half = len(order) // 2
-        pending.extend([np.sort(order[:half]), np.sort(order[half:])])
     return tiles

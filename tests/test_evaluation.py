@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from agent3d.cli import app
 from agent3d.evaluation.datasets import load_dataset
-from agent3d.evaluation.metrics import aupro, auroc, average_precision, gt_regions, region_radius, suspect_recall
+from agent3d.evaluation.metrics import aupro, auroc, average_precision, gt_regions, suspect_recall
 from agent3d.evaluation.report import summarize
 from agent3d.evaluation.runner import ConfigMismatch, EvalConfig, prepare_output, run_evaluation
 from agent3d.io import InputError

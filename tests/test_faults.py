@@ -33,8 +33,9 @@ def completion(content: str) -> bytes:
 class MisbehavingServer:
     """An OpenAI-compatible endpoint on 127.0.0.1 whose answers follow a script.
 
-    ``script`` maps the chat request number (0, 1, ...) to ``(status, body, headers)``, or the string
-    ``"hang"`` to accept the request and never answer (until the server stops); the last entry repeats.
+    ``script`` maps the chat request number (0, 1, ...) to ``(status, body, headers)``, to a function of
+    the request body returning that, or to the string ``"hang"`` to accept the request and never answer
+    (until the server stops); the last entry repeats.
     Any other path (e.g. the token counter's ``/extras/tokenize``) gets 404, as on OpenAI itself.
     """
 
@@ -56,6 +57,8 @@ class MisbehavingServer:
                     return
                 server.requests.append(body)
                 step = server.script[min(len(server.requests) - 1, len(server.script) - 1)]
+                if callable(step):
+                    step = step(body)
                 if step == "hang":
                     server.stop.wait(30)
                     return

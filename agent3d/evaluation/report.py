@@ -115,11 +115,12 @@ def table_rows(summary: dict) -> list[list[str]]:
     """Rows ``[run, metric...]`` of the report table, formatted."""
     rows = []
     for name, metrics in summary["per_run"].items():
-        rows.append([name] + [_format(key, metrics[key]) for key, _ in COLUMNS])
+        rows.append([name] + [format_metric(key, metrics[key]) for key, _ in COLUMNS])
     return rows
 
 
-def _format(key: str, value) -> str:
+def format_metric(key: str, value) -> str:
+    """A metric value as the tables show it (— for missing)."""
     if value is None:
         return "—"
     if key.startswith("tokens"):
@@ -217,7 +218,7 @@ def write_html(out: Path, summary: dict, examples: list[dict]) -> Path:
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title in [("run", "run"), *COLUMNS])
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
                    for row in table_rows(summary))
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>agent3d evaluation</title><style>"
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>agent3d evaluation</title><style>"
              "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
              "padding:4px 8px;text-align:right}td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
              f"<h1>agent3d evaluation of {html.escape(str(summary.get('dataset', out)))}</h1>",

@@ -51,6 +51,7 @@ class EvalConfig:
     seed: int = 0
     use_cache: bool = True
     scorer: str = "auto"
+    rounds: int = 1
     version: str = ""
 
     def runs(self) -> list[tuple[str, str | None]]:
@@ -129,7 +130,7 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
         detect_config = DetectConfig(n_points=config.n_points, sampling=config.sampling, prompt=prompt or "geom",
                                      max_prompt_tokens=config.max_prompt_tokens, gating=gating,
                                      budget=config.budget, object_score=config.object_score, topk=config.topk,
-                                     retries=config.retries, seed=config.seed)
+                                     retries=config.retries, rounds=config.rounds, seed=config.seed)
         try:
             result = detect(cloud, detect_config, _backend(config, out) if gating == "llm" else None, scorer)
         except RegistrationError as error:

@@ -1,0 +1,145 @@
+"""``agent3d prompts`` (list, show, render) and ``agent3d runs`` (list, compare)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent3d.cli_common import BackendName, fail
+from agent3d.io import InputError, read_cloud
+from agent3d.llm import make_backend
+from agent3d.llm.base import BackendError
+
+prompts_app = typer.Typer(no_args_is_help=True, help="List, show and render prompt templates.")
+runs_app = typer.Typer(no_args_is_help=True, help="List and compare evaluation runs.")
+
+
+@prompts_app.command("list")
+def prompts_list(prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates.")) -> None:
+    """The available prompts: name, version, format, content hash, description."""
+    from agent3d.prompts import list_prompts
+
+    table = Table(title=f"prompts in {prompts_dir or 'agent3d (shipped)'}")
+    for column in ("name", "version", "format", "hash", "description"):
+        table.add_column(column)
+    for prompt in list_prompts(prompts_dir):
+        table.add_row(prompt.name, str(prompt.version), prompt.format, prompt.digest, prompt.description)
+    Console().print(table)
+
+
+@prompts_app.command("show")
+def prompts_show(name: str, prompts_dir: Optional[Path] = typer.Option(None, help="Folder of prompt templates.")) -> None:
+    """The templates of one prompt, as written."""
+    from agent3d.prompts import load_prompt
+
+    try:
+        prompt = load_prompt(name, prompts_dir)
+    except ValueError as error:
+        fail(str(error), 2)
+    typer.echo(f"# {prompt.name} v{prompt.version} ({prompt.format}, {prompt.digest}): {prompt.description}")
+    for title, text in (("system", prompt.system), ("user", prompt.user), ("zoom", prompt.zoom)):
+        typer.echo(f"\n## {title}\n{text.rstrip()}")
+    for number, (user, assistant) in enumerate(prompt.examples, start=1):
+        typer.echo(f"\n## example {number}\nuser: {user}\nassistant: {assistant}")
+
+
+@prompts_app.command("render")
+def prompts_render(
+    name: str,
+    file: Path = typer.Argument(..., help="The point cloud to verbalize."),
+    prompts_dir: Optional[Path] = typer.Option(None, help="Folder of prompt templates."),
+    backend: BackendName = typer.Option(BackendName.llama_cpp, help="Whose tokenizer counts the tokens."),
+    model: Optional[str] = typer.Option(None, help="GGUF file or model name."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL."),
+    n_points: int = typer.Option(256, help="Points shown to the language model."),
+    seed: int = typer.Option(0, help="Seed for sampling."),
+) -> None:
+    """Print the exact first-round messages for FILE and their token count, without calling the model."""
+    from agent3d.agent import MAX_SUSPECTS
+    from agent3d.geometry import local_geometry
+    from agent3d.prompts import load_prompt
+    from agent3d.sampling import sample
+    from agent3d.verbalize import regions_view, verbalize
+
+    try:
+        prompt = load_prompt(name, prompts_dir)
+        cloud = read_cloud(file)
+        shown = sample(cloud.points, n_points, seed=seed)
+        geometry = local_geometry(cloud.points, shown, seed=seed) if prompt.format != "xyz" else None
+        view = verbalize(cloud.points, shown, geometry, "xyz" if prompt.format == "xyz" else "xyz+geom")
+        if prompt.format == "regions":
+            view, _ = regions_view(cloud.points, view, local_geometry(cloud.points, view.indices, seed=seed))
+        messages = prompt.render(points=view.text(), legend=view.legend, n_shown=len(view.lines),
+                                 n_total=len(cloud), tile=1, n_tiles=1, max_suspects=MAX_SUSPECTS)
+        counter = make_backend(backend.value, model, base_url, use_cache=False)
+        tokens = counter.count_tokens(messages)
+    except (InputError, ValueError) as error:
+        fail(str(error), 2)
+    except BackendError as error:
+        fail(f"backend failure: {error}", 3)
+    for message in messages:
+        typer.echo(f"--- {message['role']} ---\n{message['content']}")
+    typer.echo(f"--- {tokens} prompt tokens ({counter.name}, {counter.model}) ---")
+
+
+@runs_app.command("list")
+def runs_list(folder: Path = typer.Argument(Path("runs"), help="A folder of runs, or one run.")) -> None:
+    """The runs in FOLDER: dataset, prompts (with content hashes), model, scorer, version, headline P-AUROC."""
+    from agent3d.evaluation.runs import list_runs
+
+    try:
+        entries = list_runs(folder)
+    except ValueError as error:
+        fail(str(error), 2)
+    table = Table(title=f"runs in {folder}")
+    for column in ("run", "dataset", "gatings", "prompts", "model", "scorer", "rounds", "version", "samples",
+                   "headline", "P-AUROC"):
+        table.add_column(column, no_wrap=column == "run")
+    for e in entries:
+        prompts = ", ".join(f"{name} {digest}" for name, digest in e["prompts"].items()) or "-"
+        table.add_row(Path(e["path"]).name, str(e["dataset"]), ",".join(e["gatings"] or []), prompts, str(e["model"] or "-"),
+                      str(e["scorer"]), str(e["rounds"]), str(e["version"]), str(e["samples"]), str(e["run"]),
+                      "—" if e["p_auroc"] is None else f"{e['p_auroc']:.3f}")
+    Console(width=max(160, Console().width)).print(table)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_a: str = typer.Argument(..., help="A run folder, or FOLDER#ROW (e.g. runs/p#llm/geom)."),
+    run_b: str = typer.Argument(..., help="Another run folder, or FOLDER#ROW."),
+) -> None:
+    """Both runs' rows side by side, then B - A for the rows they share, with the better one per metric."""
+    from agent3d.evaluation.report import COLUMNS, format_metric
+    from agent3d.evaluation.runs import compare, load_rows
+
+    try:
+        rows_a, rows_b = load_rows(run_a), load_rows(run_b)
+    except ValueError as error:
+        fail(str(error), 2)
+    console = Console(width=max(140, Console().width))
+    side = Table(title="side by side")
+    for title in ("run", "row", "P-AUROC", "O-AUROC", "AUPRO", "AP", "recall", "scored", "tok in", "tok out",
+                  "LLM s", "s"):
+        side.add_column(title, justify="left" if title in ("run", "row") else "right", no_wrap=True)
+    for label, rows in (("A", rows_a), ("B", rows_b)):
+        for name, metrics in rows.items():
+            side.add_row(label, name, *[format_metric(key, metrics[key]) for key, _ in COLUMNS])
+    console.print(f"A = {run_a}\\nB = {run_b}")
+    console.print(side)
+    deltas = compare(rows_a, rows_b)
+    if not deltas:
+        console.print("no row in common: nothing to subtract")
+        return
+    table = Table(title="B - A (better: which run wins the metric)")
+    for title in ("row", "metric", "A", "B", "B - A", "better"):
+        table.add_column(title, justify="left" if title in ("row", "metric") else "right", no_wrap=True)
+    for d in deltas:
+        style = {"B": "green", "A": "red"}.get(d["better"], "")
+        delta = "—" if d["delta"] is None else f"{d['delta']:+.3f}" if abs(d["delta"]) < 100 else f"{d['delta']:+,.0f}"
+        table.add_row(d["row"], d["metric"], format_metric(d["metric"], d["a"]), format_metric(d["metric"], d["b"]), delta,
+                      f"[{style}]{d['better']}[/{style}]" if style else d["better"])
+    console.print(table)
