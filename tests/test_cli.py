@@ -132,6 +132,18 @@ def test_end_to_end_with_the_embedded_model(tmp_path):
 
 
 @pytest.mark.slow
+def test_regions_prompt_over_two_rounds_with_the_embedded_model(tmp_path):
+    result = run("detect", SAMPLE, "--n-points", "32", "--prompt", "regions", "--json", "--log-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    rounds = data["llm"]["rounds"]
+    assert data["prompt"] == "regions" and rounds[0]["round"] == 1 and rounds[0]["prompt_tokens"] > 0
+    assert all(s["id"].startswith("p") for s in data["suspects"])
+    logged = [json.loads(line) for line in (tmp_path / "llm_log.jsonl").read_text().splitlines()]
+    assert len(logged) == data["llm"]["calls"] and all("reply" in entry for entry in logged)
+
+
+@pytest.mark.slow
 def test_end_to_end_through_an_openai_compatible_server(llama_server):
     result = run("detect", SAMPLE, "--backend", "openai", "--model", "smollm2", "--base-url", llama_server,
                  "--n-points", "32", "--prompt", "baseline", "--json")

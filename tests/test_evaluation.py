@@ -227,3 +227,5 @@ def test_evaluate_with_the_embedded_model(tmp_path):
     assert summary["tokens_prompt"] > 32 * 10 and summary["per_gating"]["random"]["tokens_prompt"] == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert set(config["prompt_hashes"]) == {"baseline", "geom"} and config["version"]
+    logged = (tmp_path / "run" / "llm_log.jsonl").read_text().splitlines()
+    assert len(logged) >= 4 and all("messages" in json.loads(line) for line in logged)  # 2 samples x 2 prompts
