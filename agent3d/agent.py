@@ -20,7 +20,13 @@ from agent3d.cloud import LLMReport, Suspect, SuspectList
 from agent3d.geometry import local_geometry
 from agent3d.llm.base import Backend, Messages, response_schema
 from agent3d.prompts import PromptTemplate
-from agent3d.verbalize import View, regions_view, split_into_tiles, verbalize, zoom_indices
+from agent3d.verbalize import (
+    View,
+    regions_view,
+    split_into_tiles,
+    verbalize,
+    zoom_indices,
+)
 
 MAX_SUSPECTS = 8
 
@@ -180,21 +186,9 @@ def ask_view(backend: Backend, view: View, messages_for, report: LLMReport, max_
     return sorted(found.values(), key=lambda item: (-item[1].confidence, item[0]))
 
 
-def find_suspects(backend: Backend, prompt: PromptTemplate, view: View, n_total: int,
-                  max_prompt_tokens: int = 6000, retries: int = 2) -> tuple[list[tuple[int, Suspect]], LLMReport]:
-    """One round: the view rendered with the prompt's first-round template (see :func:`ask_view`).
-
-    Returns
-    -------
-    suspects : list of (int, Suspect)
-    report : LLMReport
-    """
-    report = LLMReport()
-    found = ask_view(backend, view, _renderer(prompt, "user", view, n_total), report, max_prompt_tokens, retries)
-    return found, report
-
-
-def _renderer(prompt: PromptTemplate, stage: str, view: View, n_total: int, **extra):
+def prompt_messages(prompt: PromptTemplate, stage: str, view: View, n_total: int, **extra):
+    """A ``messages_for(rows, tile, n_tiles)`` for :func:`ask_view`: the prompt's ``stage`` template
+    ("user" or "zoom") showing those rows of ``view``; ``extra`` fills the zoom template's variables."""
     def messages_for(rows: np.ndarray, tile: int = 1, n_tiles: int = 1) -> Messages:
         return prompt.render(stage, points=view.text(rows), legend=view.legend, n_shown=len(rows), n_total=n_total,
                              tile=tile, n_tiles=n_tiles, max_suspects=MAX_SUSPECTS, **extra)
@@ -238,7 +232,7 @@ def run_agent(backend: Backend, prompt: PromptTemplate, points: np.ndarray, view
     overview, members = view, None
     if prompt.format == "regions":
         overview, members = regions_view(points, view, local_geometry(points, view.indices, seed=seed))
-    found = _round(report, 1, lambda: ask_view(backend, overview, _renderer(prompt, "user", overview, len(points)),
+    found = _round(report, 1, lambda: ask_view(backend, overview, prompt_messages(prompt, "user", overview, len(points)),
                                                report, max_prompt_tokens, retries), overview)
     if members is not None:  # the picked regions, shown whole in round 2
         picked = [overview.ids[row] for row, _ in found]
@@ -258,7 +252,7 @@ def run_agent(backend: Backend, prompt: PromptTemplate, points: np.ndarray, view
         previous = [position[i] for i, _ in current if i in position]
         failures_before = len(report.failures)
         found = _round(report, number, lambda: ask_view(
-            backend, zoomed, _renderer(prompt, "zoom", zoomed, len(points), round=number, n_rounds=n_rounds,
+            backend, zoomed, prompt_messages(prompt, "zoom", zoomed, len(points), round=number, n_rounds=n_rounds,
                                        focus=focus, previous=previous), report, max_prompt_tokens, retries), zoomed)
         if found or len(report.failures) == failures_before:
             current = [(int(zoomed.indices[row]), s) for row, s in found]

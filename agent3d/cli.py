@@ -15,9 +15,23 @@ from rich.console import Console
 from rich.table import Table
 
 from agent3d.cli_catalog import prompts_app, runs_app
-from agent3d.cli_common import BackendName, Gating, ObjectScore, Sampling, ScorerName, fail
+from agent3d.cli_common import (
+    BackendName,
+    Gating,
+    ObjectScore,
+    Sampling,
+    ScorerName,
+    fail,
+)
 from agent3d.cloud import Detection, PointCloud
-from agent3d.io import InputError, read_cloud, read_gt, read_references, write_json, write_ply
+from agent3d.io import (
+    InputError,
+    read_cloud,
+    read_gt,
+    read_references,
+    write_json,
+    write_ply,
+)
 from agent3d.llm import make_backend
 from agent3d.llm.base import BackendError
 
@@ -186,7 +200,12 @@ def evaluate(
     from agent3d import __version__
     from agent3d.evaluation.datasets import load_dataset
     from agent3d.evaluation.report import summarize, write_report
-    from agent3d.evaluation.runner import ConfigMismatch, EvalConfig, prepare_output, run_evaluation
+    from agent3d.evaluation.runner import (
+        ConfigMismatch,
+        EvalConfig,
+        prepare_output,
+        run_evaluation,
+    )
     from agent3d.pipeline import DetectConfig
     from agent3d.prompts import load_prompt
 
@@ -224,7 +243,13 @@ def evaluation_progress(total: int, done: int, out: Path):
     (over the records of this session)."""
     from contextlib import contextmanager
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
     from sklearn.metrics import roc_auc_score
 
     @contextmanager

@@ -46,11 +46,11 @@ def sample_surface(mesh_path: Path, n_points: int, seed: int) -> np.ndarray:
 
 def run_one(mesh: Path, n_points: int, scorer_name: str, gating: str) -> dict:
     """Time one configuration in this process and return its figures."""
+    from scipy.spatial import cKDTree
+
     from agent3d.gating import gate, random_seeds, saliency_seeds
     from agent3d.geometry import group_features, local_geometry
     from agent3d.sampling import sample
-    from scipy.spatial import cKDTree
-
     from agent3d.scoring import MemoryBankScorer, SelfReferenceScorer, working_cloud
 
     points = sample_surface(mesh, n_points, seed=1)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +108,74 @@ def plant_dent(points: np.ndarray, depth_fraction: float = 0.005, radius_fractio
     labels = np.zeros(len(points), dtype=np.uint8)
     labels[np.flatnonzero(inside)[profile > 0.1]] = 1
     return moved, labels
+
+
+def completion(content: str) -> bytes:
+    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": content}}],
+                       "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}).encode()
+
+
+class MisbehavingServer:
+    """An OpenAI-compatible endpoint on 127.0.0.1 whose answers follow a script.
+
+    ``script`` maps the chat request number (0, 1, ...) to ``(status, body, headers)``, to a function of
+    the request body returning that, or to the string ``"hang"`` to accept the request and never answer
+    (until the server stops); the last entry repeats.
+    Any other path (e.g. the token counter's ``/extras/tokenize``) gets 404, as on OpenAI itself.
+    """
+
+    def __init__(self, script):
+        self.script, self.requests = script, []
+        self.stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not self.path.endswith("/chat/completions"):
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                server.requests.append(body)
+                step = server.script[min(len(server.requests) - 1, len(server.script) - 1)]
+                if callable(step):
+                    step = step(body)
+                if step == "hang":
+                    server.stop.wait(30)
+                    return
+                status, payload, headers = step
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(*script):
+        servers.append(MisbehavingServer(list(script)))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

@@ -9,15 +9,22 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
+from conftest import wavy_surface
 
-from agent3d.agent import MAX_SUSPECTS, ReplyError, ask, find_suspects, parse_reply, suspect_schema
+from agent3d.agent import (
+    MAX_SUSPECTS,
+    ReplyError,
+    ask,
+    ask_view,
+    parse_reply,
+    prompt_messages,
+    suspect_schema,
+)
 from agent3d.cloud import LLMReport
 from agent3d.llm.base import Reply
 from agent3d.prompts import load_prompt
 from agent3d.verbalize import verbalize
-from conftest import wavy_surface
-
-import pytest
 
 
 class ScriptedFakeBackend:
@@ -43,6 +50,12 @@ def reply(*items):
 
 
 KNOWN = {"p0", "p1", "p2", "p3"}
+
+
+def run_round(backend, prompt, view, n_total, **options):
+    """One first-round question over a view, as the agent asks it; returns (suspects, report)."""
+    report = LLMReport()
+    return ask_view(backend, view, prompt_messages(prompt, "user", view, n_total), report, **options), report
 
 
 def test_parse_keeps_valid_and_counts_what_it_drops():
@@ -108,7 +121,7 @@ def test_find_suspects_tiles_to_the_budget_and_ranks_by_confidence():
     prompt = load_prompt("baseline")
     view = verbalize(points, np.arange(0, 1000, 10), None, "xyz")
     backend = ScriptedFakeBackend([reply(("p3", 0.2, "a"), ("p50", 0.9, "b"), ("p99", 0.5, "c"))])
-    found, report = find_suspects(backend, prompt, view, n_total=1000, max_prompt_tokens=300)
+    found, report = run_round(backend, prompt, view, 1000, max_prompt_tokens=300)
     assert report.tiles > 1 and report.calls == report.tiles
     for messages, schema in backend.requests:
         assert backend.count_tokens(messages) <= 300

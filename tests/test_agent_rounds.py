@@ -7,18 +7,17 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SAMPLE, completion
 from typer.testing import CliRunner
 
 from agent3d.agent import run_agent
 from agent3d.cli import app
 from agent3d.geometry import local_geometry
 from agent3d.io import read_cloud
+from agent3d.llm.openai import OpenAIBackend
 from agent3d.prompts import load_prompt
 from agent3d.sampling import sample
 from agent3d.verbalize import verbalize
-from conftest import SAMPLE
-from test_faults import completion, serve  # noqa: F401  (the server fixture)
-from agent3d.llm.openai import OpenAIBackend
 
 
 def first_allowed_id(body):

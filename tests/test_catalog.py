@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
+from conftest import SAMPLE
+from test_evaluation import write_labeled
 from typer.testing import CliRunner
 
 from agent3d.cli import app
 from agent3d.evaluation.runs import compare
-from conftest import SAMPLE
-from test_evaluation import write_labeled
 
 runner = CliRunner()
 

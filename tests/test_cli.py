@@ -7,11 +7,11 @@ import json
 import numpy as np
 import open3d as o3d
 import pytest
+from conftest import SAMPLE, free_port
+from test_io import BAD_INPUTS
 from typer.testing import CliRunner
 
 from agent3d.cli import app
-from conftest import SAMPLE, free_port
-from test_io import BAD_INPUTS
 
 runner = CliRunner()
 CONTRACT = {"object_score", "suspects", "n_points", "n_scored", "tokens", "seconds", "backend", "model", "prompt"}

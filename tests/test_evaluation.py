@@ -7,15 +7,26 @@ import json
 import numpy as np
 import open3d as o3d
 import pytest
+from conftest import plant_bump, wavy_surface
 from typer.testing import CliRunner
 
 from agent3d.cli import app
 from agent3d.evaluation.datasets import load_dataset
-from agent3d.evaluation.metrics import aupro, auroc, average_precision, gt_regions, suspect_recall
+from agent3d.evaluation.metrics import (
+    aupro,
+    auroc,
+    average_precision,
+    gt_regions,
+    suspect_recall,
+)
 from agent3d.evaluation.report import summarize
-from agent3d.evaluation.runner import ConfigMismatch, EvalConfig, prepare_output, run_evaluation
+from agent3d.evaluation.runner import (
+    ConfigMismatch,
+    EvalConfig,
+    prepare_output,
+    run_evaluation,
+)
 from agent3d.io import InputError
-from conftest import plant_bump, wavy_surface
 
 runner = CliRunner()
 

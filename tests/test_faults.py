@@ -6,93 +6,20 @@ Each case is bounded in time by small timeouts and retry budgets; none waits on 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from conftest import SAMPLE, completion, free_port, wavy_surface
+from test_agent import run_round
 from typer.testing import CliRunner
 
-from agent3d.agent import find_suspects, suspect_schema
+from agent3d.agent import suspect_schema
 from agent3d.cli import app
 from agent3d.llm.base import BackendError
 from agent3d.llm.openai import OpenAIBackend, backoff
 from agent3d.prompts import load_prompt
 from agent3d.verbalize import verbalize
-from conftest import SAMPLE, free_port, wavy_surface
-
-
-def completion(content: str) -> bytes:
-    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": content}}],
-                       "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}).encode()
-
-
-class MisbehavingServer:
-    """An OpenAI-compatible endpoint on 127.0.0.1 whose answers follow a script.
-
-    ``script`` maps the chat request number (0, 1, ...) to ``(status, body, headers)``, to a function of
-    the request body returning that, or to the string ``"hang"`` to accept the request and never answer
-    (until the server stops); the last entry repeats.
-    Any other path (e.g. the token counter's ``/extras/tokenize``) gets 404, as on OpenAI itself.
-    """
-
-    def __init__(self, script):
-        self.script, self.requests = script, []
-        self.stop = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if not self.path.endswith("/chat/completions"):
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                server.requests.append(body)
-                step = server.script[min(len(server.requests) - 1, len(server.script) - 1)]
-                if callable(step):
-                    step = step(body)
-                if step == "hang":
-                    server.stop.wait(30)
-                    return
-                status, payload, headers = step
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(*script):
-        servers.append(MisbehavingServer(list(script)))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
 
 OK = (200, completion(json.dumps({"suspects": [{"id": "p1", "confidence": 0.7, "reason": "pit"}]})), {})
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "p0 1 2 3\np1 4 5 6"}]
@@ -145,7 +72,7 @@ def view_and_prompt():
 def test_malformed_json_is_retried_with_the_error_then_recorded(serve):
     server = serve((200, completion('{"suspects": [ oops'), {}))
     view, prompt = view_and_prompt()
-    found, report = find_suspects(backend(server), prompt, view, n_total=500, retries=2)
+    found, report = run_round(backend(server), prompt, view, 500, retries=2)
     assert found == [] and report.calls == 3 and len(report.failures) == 1
     assert "not valid JSON" in server.requests[1]["messages"][-1]["content"]
 
@@ -155,7 +82,7 @@ def test_ids_out_of_range_are_dropped_and_counted(serve):
                                    {"id": "p3", "confidence": 0.5, "reason": "y"}]})
     server = serve((200, completion(bad), {}))
     view, prompt = view_and_prompt()
-    found, report = find_suspects(backend(server), prompt, view, n_total=500)
+    found, report = run_round(backend(server), prompt, view, 500)
     assert [s.id for _, s in found] == ["p3"] and report.dropped["unknown_id"] == 1 and not report.failures
 
 

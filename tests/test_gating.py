@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from agent3d.gating import GATINGS, budget_count, gate, grow_around, random_seeds, saliency_seeds
 from conftest import wavy_surface
+
+from agent3d.gating import (
+    GATINGS,
+    budget_count,
+    gate,
+    grow_around,
+    random_seeds,
+    saliency_seeds,
+)
 
 POINTS = wavy_surface(5000)
 

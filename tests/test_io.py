@@ -7,9 +7,9 @@ import json
 import numpy as np
 import open3d as o3d
 import pytest
+from conftest import SAMPLE, wavy_surface
 
 from agent3d.io import InputError, read_cloud, read_gt, write_json, write_ply
-from conftest import SAMPLE, wavy_surface
 
 POINTS = wavy_surface(200)
 LABELS = (POINTS[:, 0] > 0.8).astype(np.uint8)

@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+from conftest import free_port
 
 from agent3d.agent import suspect_schema
 from agent3d.io import InputError
@@ -14,7 +15,6 @@ from agent3d.llm.base import BackendError
 from agent3d.llm.cache import CachedBackend
 from agent3d.llm.llama_cpp import LlamaCppBackend, default_model_path
 from agent3d.llm.openai import OpenAIBackend
-from conftest import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import sys
 import zipfile
 
 import pytest
+from conftest import ROOT
 
 from agent3d.prompts import load_prompt, shipped_prompts_dir
 from agent3d.verbalize import FORMATS
-from conftest import ROOT
 
 VARIABLES = dict(points="p0 1 2 3", legend="id x y z", n_shown=1, n_total=10, tile=1, n_tiles=1, max_suspects=8)
 

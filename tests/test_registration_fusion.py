@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import lumpy_sphere, plant_dent, wavy_surface
 from scipy.spatial.transform import Rotation
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
@@ -14,9 +15,13 @@ from agent3d.cli import app
 from agent3d.cloud import PointCloud
 from agent3d.fusion import FusedScorer, build_scorer, held_out_scores
 from agent3d.pipeline import DetectConfig, detect
-from agent3d.registration import RegistrationError, RegistrationScorer, register, register_best
+from agent3d.registration import (
+    RegistrationError,
+    RegistrationScorer,
+    register,
+    register_best,
+)
 from agent3d.scoring import MemoryBankScorer
-from conftest import lumpy_sphere, plant_dent, wavy_surface
 
 POSE = Rotation.from_euler("xyz", [40, 70, -30], degrees=True)
 SHIFT = np.array([0.5, -0.2, 1.0])

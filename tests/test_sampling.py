@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import wavy_surface
 from scipy.spatial.distance import pdist
 
-from agent3d.sampling import farthest_point_sampling, sample, voxel_downsample, voxel_downsample_to
-from conftest import wavy_surface
+from agent3d.sampling import (
+    farthest_point_sampling,
+    sample,
+    voxel_downsample,
+    voxel_downsample_to,
+)
 
 POINTS = wavy_surface(3000)
 

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import plant_bump, wavy_surface
 from scipy.spatial.transform import Rotation
 from sklearn.metrics import roc_auc_score
 
-from agent3d.scoring import (MemoryBankScorer, SelfReferenceScorer, greedy_coreset, interpolate, object_score,
-                             propagate, smooth, working_cloud)
-from conftest import plant_bump, wavy_surface
+from agent3d.scoring import (
+    MemoryBankScorer,
+    SelfReferenceScorer,
+    greedy_coreset,
+    interpolate,
+    object_score,
+    propagate,
+    smooth,
+    working_cloud,
+)
 
 ALL = np.arange(6000)
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT, wavy_surface
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -13,7 +14,6 @@ from agent3d.cli import app
 from agent3d.evaluation.datasets import load_dataset
 from agent3d.synth import DEFECTS, DefectParams, load_surface, make_dataset, plant
 from agent3d.viz import render
-from conftest import ROOT, wavy_surface
 
 ROCKER = ROOT.parent / "shared" / "data" / "scans" / "rocker-arm.obj"
 runner = CliRunner()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import wavy_surface
 
 from agent3d.geometry import local_geometry
 from agent3d.sampling import sample
 from agent3d.verbalize import quantize, ranks, split_into_tiles, verbalize
-from conftest import wavy_surface
 
 POINTS = wavy_surface(2000) * np.array([10.0, 10.0, 10.0]) + 100.0
 
