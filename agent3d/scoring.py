@@ -92,8 +92,10 @@ class SelfReferenceScorer:
     exclusion : float, default 10.0
         Bank points closer than ``exclusion`` x the bank spacing (median distance between
         neighbouring bank points) to the scored point are ignored.
-    smoothing : int, default 8
-        Scores are averaged over this many nearest scored points (the point included).
+    smoothing : int, default 32
+        Scores are averaged over this many nearest scored points (the point included); the memory
+        bank's group size. Chosen on pointsgrade surfaces 00-09 among 8, 16, 24, 32 (pooled P-AUROC
+        0.985, 0.990, 0.993, 0.995); on the held-out surfaces 10-19, 8 gives 0.983 and 32 gives 0.994.
     max_points : int, default 100000
         Larger clouds are scored on a random working subsample of this size (:func:`working_cloud`).
     seed : int, default 0
@@ -103,7 +105,7 @@ class SelfReferenceScorer:
     name = "self-reference"
 
     def __init__(self, bank_size: int = 4096, n_neighbours: int = 3, exclusion: float = 10.0,
-                 smoothing: int = 8, max_points: int = MAX_WORKING_POINTS, seed: int = 0):
+                 smoothing: int = 32, max_points: int = MAX_WORKING_POINTS, seed: int = 0):
         self.bank_size, self.n_neighbours, self.exclusion = bank_size, n_neighbours, exclusion
         self.smoothing, self.max_points, self.seed = smoothing, max_points, seed
         self.references: list[str] = []
