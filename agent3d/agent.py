@@ -195,6 +195,30 @@ def prompt_messages(prompt: PromptTemplate, stage: str, view: View, n_total: int
     return messages_for
 
 
+def shown_view(points: np.ndarray, shown: np.ndarray, prompt: PromptTemplate, seed: int = 0) -> View:
+    """The verbalized sample a prompt reads: ``xyz`` for ``xyz`` prompts, ``xyz+geom`` otherwise.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    shown : ndarray of shape (n_shown,), int64
+        Sampled indices (:func:`agent3d.sampling.sample`).
+    prompt : PromptTemplate
+    seed : int, default 0
+    """
+    plain = prompt.format == "xyz"
+    geometry = None if plain else local_geometry(points, shown, seed=seed)
+    return verbalize(points, shown, geometry, "xyz" if plain else "xyz+geom")
+
+
+def overview_of(points: np.ndarray, view: View, prompt: PromptTemplate,
+                seed: int = 0) -> tuple[View, list[np.ndarray] | None]:
+    """What round 1 shows: the view itself, or for the ``regions`` format its regions and their member rows."""
+    if prompt.format != "regions":
+        return view, None
+    return regions_view(points, view, local_geometry(points, view.indices, seed=seed))
+
+
 def run_agent(backend: Backend, prompt: PromptTemplate, points: np.ndarray, view: View, rounds: int = 1,
               max_prompt_tokens: int = 6000, retries: int = 2,
               seed: int = 0) -> tuple[list[tuple[int, Suspect]], LLMReport]:
@@ -229,9 +253,7 @@ def run_agent(backend: Backend, prompt: PromptTemplate, points: np.ndarray, view
     """
     report = LLMReport()
     spacing = float(np.median(cKDTree(points[view.indices]).query(points[view.indices], k=2)[0][:, 1]))
-    overview, members = view, None
-    if prompt.format == "regions":
-        overview, members = regions_view(points, view, local_geometry(points, view.indices, seed=seed))
+    overview, members = overview_of(points, view, prompt, seed)
     found = _round(report, 1, lambda: ask_view(backend, overview, prompt_messages(prompt, "user", overview, len(points)),
                                                report, max_prompt_tokens, retries), overview)
     if members is not None:  # the picked regions, shown whole in round 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -59,22 +60,16 @@ def prompts_render(
     seed: int = typer.Option(0, help="Seed for sampling."),
 ) -> None:
     """Print the exact first-round messages for FILE and their token count, without calling the model."""
-    from agent3d.agent import MAX_SUSPECTS
-    from agent3d.geometry import local_geometry
+    from agent3d.agent import overview_of, prompt_messages, shown_view
     from agent3d.prompts import load_prompt
     from agent3d.sampling import sample
-    from agent3d.verbalize import regions_view, verbalize
 
     try:
         prompt = load_prompt(name, prompts_dir)
         cloud = read_cloud(file)
-        shown = sample(cloud.points, n_points, seed=seed)
-        geometry = local_geometry(cloud.points, shown, seed=seed) if prompt.format != "xyz" else None
-        view = verbalize(cloud.points, shown, geometry, "xyz" if prompt.format == "xyz" else "xyz+geom")
-        if prompt.format == "regions":
-            view, _ = regions_view(cloud.points, view, local_geometry(cloud.points, view.indices, seed=seed))
-        messages = prompt.render(points=view.text(), legend=view.legend, n_shown=len(view.lines),
-                                 n_total=len(cloud), tile=1, n_tiles=1, max_suspects=MAX_SUSPECTS)
+        view = shown_view(cloud.points, sample(cloud.points, n_points, seed=seed), prompt, seed)
+        overview, _ = overview_of(cloud.points, view, prompt, seed)
+        messages = prompt_messages(prompt, "user", overview, len(cloud))(np.arange(len(overview.lines)))
         counter = make_backend(backend.value, model, base_url, use_cache=False)
         tokens = counter.count_tokens(messages)
     except (InputError, ValueError) as error:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent3d.agent import MAX_SUSPECTS, run_agent
+from agent3d.agent import MAX_SUSPECTS, run_agent, shown_view
 from agent3d.cloud import Detection, LLMReport, PointCloud, ResolvedSuspect
 from agent3d.gating import GATINGS, gate, random_seeds, saliency_seeds
 from agent3d.geometry import local_geometry
@@ -15,7 +15,6 @@ from agent3d.llm.base import Backend
 from agent3d.prompts import load_prompt
 from agent3d.sampling import sample
 from agent3d.scoring import OBJECT_SCORES, SelfReferenceScorer, object_score, propagate
-from agent3d.verbalize import verbalize
 
 
 @dataclass
@@ -133,8 +132,7 @@ def ask_model(cloud: PointCloud, shown: np.ndarray, config: DetectConfig,
     """Verbalize the shown points with the configured prompt and run the agent's rounds."""
     prompt = load_prompt(config.prompt, config.prompts_dir)
     points = cloud.points
-    geometry = local_geometry(points, shown, seed=config.seed) if prompt.format != "xyz" else None
-    view = verbalize(points, shown, geometry, "xyz" if prompt.format == "xyz" else "xyz+geom")
+    view = shown_view(points, shown, prompt, config.seed)
     found, report = run_agent(backend, prompt, points, view, config.rounds, config.max_prompt_tokens,
                               config.retries, config.seed)
     suspects = [ResolvedSuspect(id=s.id, index=index, xyz=tuple(float(v) for v in points[index]),
