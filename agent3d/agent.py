@@ -14,19 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import ValidationError
-from scipy.spatial import cKDTree
 
 from agent3d.cloud import LLMReport, Suspect, SuspectList
-from agent3d.geometry import local_geometry
+from agent3d.geometry import CloudContext
 from agent3d.llm.base import Backend, Messages, response_schema
 from agent3d.prompts import PromptTemplate
-from agent3d.verbalize import (
-    View,
-    regions_view,
-    split_into_tiles,
-    verbalize,
-    zoom_indices,
-)
+from agent3d.verbalize import View, overview_of, split_into_tiles, zoomed_view
 
 MAX_SUSPECTS = 8
 
@@ -186,42 +179,19 @@ def ask_view(backend: Backend, view: View, messages_for, report: LLMReport, max_
     return sorted(found.values(), key=lambda item: (-item[1].confidence, item[0]))
 
 
-def prompt_messages(prompt: PromptTemplate, stage: str, view: View, n_total: int, **extra):
+def prompt_messages(prompt: PromptTemplate, stage: str, view: View, n_total: int, guidance: str = "", **extra):
     """A ``messages_for(rows, tile, n_tiles)`` for :func:`ask_view`: the prompt's ``stage`` template
-    ("user" or "zoom") showing those rows of ``view``; ``extra`` fills the zoom template's variables."""
+    ("user" or "zoom") showing those rows of ``view``; ``guidance`` is the user's text on what is normal
+    and what a defect looks like (``--guidance``); ``extra`` fills the zoom template's variables."""
     def messages_for(rows: np.ndarray, tile: int = 1, n_tiles: int = 1) -> Messages:
         return prompt.render(stage, points=view.text(rows), legend=view.legend, n_shown=len(rows), n_total=n_total,
-                             tile=tile, n_tiles=n_tiles, max_suspects=MAX_SUSPECTS, **extra)
+                             tile=tile, n_tiles=n_tiles, max_suspects=MAX_SUSPECTS, guidance=guidance, **extra)
     return messages_for
 
 
-def shown_view(points: np.ndarray, shown: np.ndarray, prompt: PromptTemplate, seed: int = 0) -> View:
-    """The verbalized sample a prompt reads: ``xyz`` for ``xyz`` prompts, ``xyz+geom`` otherwise.
-
-    Parameters
-    ----------
-    points : ndarray of shape (n_points, 3), float64
-    shown : ndarray of shape (n_shown,), int64
-        Sampled indices (:func:`agent3d.sampling.sample`).
-    prompt : PromptTemplate
-    seed : int, default 0
-    """
-    plain = prompt.format == "xyz"
-    geometry = None if plain else local_geometry(points, shown, seed=seed)
-    return verbalize(points, shown, geometry, "xyz" if plain else "xyz+geom")
-
-
-def overview_of(points: np.ndarray, view: View, prompt: PromptTemplate,
-                seed: int = 0) -> tuple[View, list[np.ndarray] | None]:
-    """What round 1 shows: the view itself, or for the ``regions`` format its regions and their member rows."""
-    if prompt.format != "regions":
-        return view, None
-    return regions_view(points, view, local_geometry(points, view.indices, seed=seed))
-
-
-def run_agent(backend: Backend, prompt: PromptTemplate, points: np.ndarray, view: View, rounds: int = 1,
-              max_prompt_tokens: int = 6000, retries: int = 2,
-              seed: int = 0) -> tuple[list[tuple[int, Suspect]], LLMReport]:
+def run_agent(backend: Backend, prompt: PromptTemplate, context: CloudContext, view: View, rounds: int = 1,
+              max_prompt_tokens: int = 6000, retries: int = 2, seed: int = 0,
+              guidance: str = "") -> tuple[list[tuple[int, Suspect]], LLMReport]:
     """The agent: an overview round, then closer rounds around what it picked.
 
     Round 1 shows the overview (the points, or for the ``regions`` format the regions). Every later
@@ -235,13 +205,15 @@ def run_agent(backend: Backend, prompt: PromptTemplate, points: np.ndarray, view
     ----------
     backend : Backend
     prompt : PromptTemplate
-    points : ndarray of shape (n_points, 3), float64
-        The full cloud.
+    context : CloudContext
+        The full cloud, its k-d tree and the geometry of its samples.
     view : View
-        The verbalized sample (``xyz`` or ``xyz+geom``).
+        The verbalized sample (``xyz`` or ``xyz+geom``; :func:`agent3d.verbalize.shown_view`).
     rounds : int, default 1
     max_prompt_tokens, retries, seed
         As in :func:`ask_view`; ``seed`` thins the zoomed neighbourhoods.
+    guidance : str, default ""
+        Text guidance shown by every template (``--guidance``).
 
     Returns
     -------
@@ -251,10 +223,10 @@ def run_agent(backend: Backend, prompt: PromptTemplate, points: np.ndarray, view
         Totals over all rounds, and per round (``report.rounds``) its calls, tokens, seconds, replies
         and final ids.
     """
-    report = LLMReport()
-    spacing = float(np.median(cKDTree(points[view.indices]).query(points[view.indices], k=2)[0][:, 1]))
-    overview, members = overview_of(points, view, prompt, seed)
-    found = _round(report, 1, lambda: ask_view(backend, overview, prompt_messages(prompt, "user", overview, len(points)),
+    report, points = LLMReport(), context.points
+    spacing = view.spacing(points)
+    overview, members = overview_of(context, view, prompt.format)
+    found = _round(report, 1, lambda: ask_view(backend, overview, prompt_messages(prompt, "user", overview, len(points), guidance),
                                                report, max_prompt_tokens, retries), overview)
     if members is not None:  # the picked regions, shown whole in round 2
         picked = [overview.ids[row] for row, _ in found]
@@ -267,14 +239,12 @@ def run_agent(backend: Backend, prompt: PromptTemplate, points: np.ndarray, view
     for number in range(2, n_rounds + 1):
         if len(centres) == 0:
             break
-        shown = zoom_indices(points, centres, radius, max_points=len(view.lines), seed=seed)
-        zoomed = verbalize(points, shown, local_geometry(points, shown, seed=seed) if view.format != "xyz" else None,
-                           "xyz+geom" if view.format != "xyz" else "xyz")
+        zoomed = zoomed_view(context, centres, radius, len(view.lines), view.format, seed)
         position = {int(i): zoomed.ids[row] for row, i in enumerate(zoomed.indices)}
         previous = [position[i] for i, _ in current if i in position]
         failures_before = len(report.failures)
         found = _round(report, number, lambda: ask_view(
-            backend, zoomed, prompt_messages(prompt, "zoom", zoomed, len(points), round=number, n_rounds=n_rounds,
+            backend, zoomed, prompt_messages(prompt, "zoom", zoomed, len(points), guidance, round=number, n_rounds=n_rounds,
                                        focus=focus, previous=previous), report, max_prompt_tokens, retries), zoomed)
         if found or len(report.failures) == failures_before:
             current = [(int(zoomed.indices[row]), s) for row, s in found]

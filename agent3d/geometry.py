@@ -82,6 +82,43 @@ def local_geometry(points: np.ndarray, query: np.ndarray, k: int = NORMAL_NEIGHB
                          density=typical / spacing)
 
 
+@dataclass
+class CloudContext:
+    """What the stages of one detection share about a cloud, computed once: its k-d tree, median point
+    spacing, bounding-box diagonal, and the local geometry of every sample asked for (memoized).
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    seed : int, default 0
+        Seeds the spacing probe and the geometry's density probe.
+
+    Attributes
+    ----------
+    tree : scipy.spatial.cKDTree
+    spacing : float
+        Median nearest-neighbour distance, in the cloud's units.
+    diagonal : float
+        Bounding-box diagonal, in the cloud's units.
+    """
+
+    points: np.ndarray
+    seed: int = 0
+
+    def __post_init__(self):
+        self.tree = cKDTree(self.points)
+        self.spacing = median_spacing(self.points, self.tree, self.seed)
+        self.diagonal = float(np.linalg.norm(np.ptp(self.points, axis=0)))
+        self._geometry: dict[bytes, LocalGeometry] = {}
+
+    def geometry(self, indices: np.ndarray) -> LocalGeometry:
+        """:func:`local_geometry` of ``indices`` (shape (n,), int64), computed once per distinct sample."""
+        key = np.asarray(indices, dtype=np.int64).tobytes()
+        if key not in self._geometry:
+            self._geometry[key] = local_geometry(self.points, indices, seed=self.seed, tree=self.tree)
+        return self._geometry[key]
+
+
 def _local_pca(neighbourhoods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition of the covariance of each neighbourhood, eigenvalues ascending.
 

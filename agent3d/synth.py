@@ -243,6 +243,8 @@ def make_dataset(source: str | Path, out: str | Path, n: int = 20, defects: tupl
     if unknown or not defects or n < 1:
         raise ValueError(f"defects must be among {', '.join(DEFECTS)} and n >= 1 (got {', '.join(unknown) or n})")
     params = params or DefectParams()
+    if min(params.radius, params.depth, params.width, params.length) <= 0 or params.radius > 0.5:
+        raise ValueError(f"defect sizes must be positive and the radius at most 0.5 (got {params})")
     out = Path(out)
     (out / "references").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent3d.geometry import LocalGeometry
+from scipy.spatial import cKDTree
+
+from agent3d.geometry import CloudContext, LocalGeometry
+from agent3d.sampling import farthest_point_sampling
 
 FORMATS = ("xyz", "xyz+geom", "regions")
+POINT_FORMATS = FORMATS[:2]
 _LEGENDS = {
     "xyz": "id x y z",
     "xyz+geom": "id x y z crd, where crd is three digits, each a rank 0-9 among the shown points: "
@@ -58,6 +62,11 @@ class View:
         """The lines of ``rows`` (positions in this view; all when None), newline-joined."""
         rows = np.arange(len(self.lines)) if rows is None else rows
         return "\n".join(self.lines[i] for i in rows)
+
+    def spacing(self, points: np.ndarray) -> float:
+        """Median distance from a shown point to its nearest shown neighbour, in the cloud's units."""
+        shown = points[self.indices]
+        return float(np.median(cKDTree(shown).query(shown, k=min(2, len(shown)))[0][..., -1]))
 
 
 def quantize(points: np.ndarray, levels: int = 1000) -> np.ndarray:
@@ -106,6 +115,7 @@ def verbalize(points: np.ndarray, indices: np.ndarray, geometry: LocalGeometry |
     geometry : LocalGeometry, optional
         Summaries of the sampled points, in the order of ``indices``; required for ``xyz+geom``.
     fmt : {"xyz", "xyz+geom"}, default "xyz+geom"
+        Point formats; the ``regions`` overview is :func:`regions_view`.
 
     Returns
     -------
@@ -114,10 +124,11 @@ def verbalize(points: np.ndarray, indices: np.ndarray, geometry: LocalGeometry |
     Raises
     ------
     ValueError
-        Unknown format, or ``xyz+geom`` without geometry.
+        Unknown format (``regions`` included), or ``xyz+geom`` without geometry.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown verbalization format '{fmt}' (expected one of {', '.join(FORMATS)})")
+    if fmt not in POINT_FORMATS:
+        raise ValueError(f"unknown point format '{fmt}' (expected one of {', '.join(POINT_FORMATS)}; "
+                         "regions are made by regions_view)")
     quantized = quantize(points[indices])
     order = np.lexsort((quantized[:, 2], quantized[:, 1], quantized[:, 0]))
     lines = [f"p{i} {x} {y} {z}" for i, (x, y, z) in enumerate(quantized[order].tolist())]
@@ -187,7 +198,7 @@ def regions_view(points: np.ndarray, view: View, geometry: LocalGeometry, max_re
 
 
 def zoom_indices(points: np.ndarray, centres: np.ndarray, radius: float, max_points: int,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, tree: cKDTree | None = None) -> np.ndarray:
     """Full-cloud points within ``radius`` of any centre, thinned by FPS to at most ``max_points``.
 
     The centres themselves are always kept (up to ``max_points``), so a suspect can be confirmed.
@@ -200,17 +211,15 @@ def zoom_indices(points: np.ndarray, centres: np.ndarray, radius: float, max_poi
         In the cloud's units.
     max_points : int
     seed : int, default 0
+    tree : scipy.spatial.cKDTree, optional
+        A tree over ``points`` to reuse.
 
     Returns
     -------
     ndarray of shape (<= max_points,), int64, sorted
     """
-    from scipy.spatial import cKDTree
-
-    from agent3d.sampling import farthest_point_sampling
-
     centres = np.unique(np.asarray(centres, dtype=np.int64))
-    near = cKDTree(points).query_ball_point(points[centres], r=radius)
+    near = (tree or cKDTree(points)).query_ball_point(points[centres], r=radius)
     candidates = np.setdiff1d(np.unique(np.concatenate([np.asarray(n, dtype=np.int64) for n in near])), centres)
     room = max_points - len(centres)
     if room <= 0:
@@ -250,3 +259,39 @@ def split_into_tiles(view: View, n_tokens: Callable[[np.ndarray], int], max_toke
             raise ValueError(f"a prompt with a single point needs {n_tokens(rows)} tokens, "
                              f"over the budget of {max_tokens}")
     return tiles
+
+
+def point_format(prompt_format: str) -> str:
+    """The format of the points a prompt reads: ``xyz`` for ``xyz`` prompts, ``xyz+geom`` otherwise."""
+    return "xyz" if prompt_format == "xyz" else "xyz+geom"
+
+
+def shown_view(context: CloudContext, shown: np.ndarray, prompt_format: str) -> View:
+    """The verbalized sample a prompt reads (the points of round 1, before any regions grouping).
+
+    Parameters
+    ----------
+    context : CloudContext
+    shown : ndarray of shape (n_shown,), int64
+        Sampled indices (:func:`agent3d.sampling.sample`).
+    prompt_format : {"xyz", "xyz+geom", "regions"}
+        The prompt's format.
+    """
+    fmt = point_format(prompt_format)
+    return verbalize(context.points, shown, context.geometry(shown) if fmt == "xyz+geom" else None, fmt)
+
+
+def overview_of(context: CloudContext, view: View, prompt_format: str) -> tuple[View, list[np.ndarray] | None]:
+    """What round 1 shows: the view itself, or for the ``regions`` format its regions and their member rows."""
+    if prompt_format != "regions":
+        return view, None
+    return regions_view(context.points, view, context.geometry(view.indices))
+
+
+def zoomed_view(context: CloudContext, centres: np.ndarray, radius: float, max_points: int, fmt: str,
+                seed: int = 0) -> View:
+    """A denser view around ``centres`` (full-cloud indices) for the agent's later rounds (:func:`zoom_indices`),
+    in the point format ``fmt``."""
+    shown = zoom_indices(context.points, centres, radius, max_points, seed, context.tree)
+    fmt = point_format(fmt)
+    return verbalize(context.points, shown, context.geometry(shown) if fmt == "xyz+geom" else None, fmt)

@@ -4,7 +4,7 @@ Clouds as in ``bench/scorer.py``: the Stanford bunny sampled uniformly by area; 
 random rigid pose; references are two independent samplings. Each configuration runs in a fresh
 subprocess so peak RSS is its own.
 
-Columns: ``register s`` = :func:`agent3d.registration.register_best` of the posed test cloud against both
+Columns: ``register s`` = :func:`agent3d.scoring.registration.register_best` of the posed test cloud against both
 references (RANSAC on FPFH + point-to-plane ICP; clouds above 100k points go through a 100k working
 subsample); ``fit s`` = the scorer's ``fit`` (for ``fused``, both scorers and the held-out normalisation);
 ``scoring s`` = ``score(points, gated)`` end to end (registration included).
@@ -30,11 +30,11 @@ from scorer import DEFAULT_MESH, sample_surface  # noqa: E402  (sibling benchmar
 
 
 def run_one(n_points: int, scorer_name: str, gating: str) -> dict:
-    from agent3d.fusion import build_scorer
     from agent3d.gating import gate, random_seeds
-    from agent3d.registration import register_best
+    from agent3d.scoring import build_scorer
+    from agent3d.scoring.common import working_cloud
+    from agent3d.scoring.registration import register_best
     from agent3d.sampling import sample
-    from agent3d.scoring import working_cloud
 
     points = Rotation.from_euler("xyz", [30, -50, 80], degrees=True).apply(sample_surface(DEFAULT_MESH, n_points, 1))
     references = [sample_surface(DEFAULT_MESH, n_points, seed) for seed in (2, 3)]

@@ -127,7 +127,7 @@ class MisbehavingServer:
     """
 
     def __init__(self, script):
-        self.script, self.requests = script, []
+        self.script, self.requests, self.other_paths = script, [], []
         self.stop = threading.Event()
         server = self
 
@@ -138,6 +138,7 @@ class MisbehavingServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if not self.path.endswith("/chat/completions"):
+                    server.other_paths.append(self.path)
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()

@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 
 from agent3d.agent import run_agent
 from agent3d.cli import app
-from agent3d.geometry import local_geometry
+from agent3d.geometry import CloudContext
 from agent3d.io import read_cloud
 from agent3d.llm.openai import OpenAIBackend
 from agent3d.prompts import load_prompt
 from agent3d.sampling import sample
-from agent3d.verbalize import verbalize
+from agent3d.verbalize import shown_view
 
 
 def first_allowed_id(body):
@@ -30,8 +30,8 @@ def first_allowed_id(body):
 @pytest.fixture(scope="module")
 def cloud_and_view():
     cloud = read_cloud(SAMPLE)
-    shown = sample(cloud.points, 64)
-    return cloud, verbalize(cloud.points, shown, local_geometry(cloud.points, shown), "xyz+geom")
+    context = CloudContext(cloud.points)
+    return context, shown_view(context, sample(cloud.points, 64), "xyz+geom")
 
 
 def toy(serve):
@@ -47,7 +47,7 @@ def schema_ids(request):
 def test_later_rounds_look_closer_around_the_suspects(serve, cloud_and_view):
     cloud, view = cloud_and_view
     server, backend = toy(serve)
-    found, report = run_agent(backend, load_prompt("geom"), cloud.points, view, rounds=3)
+    found, report = run_agent(backend, load_prompt("geom"), cloud, view, rounds=3)
     assert [r["round"] for r in report.rounds] == [1, 2, 3] and report.calls == 3
     first_pick = view.indices[view.ids.index(report.rounds[0]["suspects"][0])]
     second = server.requests[1]["messages"][-1]["content"]
@@ -62,7 +62,7 @@ def test_later_rounds_look_closer_around_the_suspects(serve, cloud_and_view):
 def test_regions_prompt_picks_regions_then_points(serve, cloud_and_view):
     cloud, view = cloud_and_view
     server, backend = toy(serve)
-    found, report = run_agent(backend, load_prompt("regions"), cloud.points, view, rounds=1)
+    found, report = run_agent(backend, load_prompt("regions"), cloud, view, rounds=1)
     assert len(report.rounds) == 2  # regions always take a second round
     assert all(i.startswith("r") for i in schema_ids(server.requests[0])) and len(schema_ids(server.requests[0])) == 4
     assert all(i.startswith("p") for i in schema_ids(server.requests[1]))
@@ -80,7 +80,7 @@ def test_a_round_with_unusable_replies_keeps_the_previous_suspects(serve, cloud_
 
     server = serve(then_garbage)
     backend = OpenAIBackend("toy", base_url=server.url, timeout=5, retry_seconds=1)
-    found, report = run_agent(backend, load_prompt("geom"), cloud.points, view, rounds=2, retries=1)
+    found, report = run_agent(backend, load_prompt("geom"), cloud, view, rounds=2, retries=1)
     assert len(found) == 1 and found[0][1].id == report.rounds[0]["suspects"][0] and len(report.failures) == 1
 
 

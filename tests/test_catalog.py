@@ -58,6 +58,8 @@ def test_runs_list_and_compare(tmp_path):
     compared = runner.invoke(app, ["runs", "compare", str(tmp_path / "runs" / "a"), str(tmp_path / "runs" / "b")])
     assert compared.exit_code == 0, compared.output
     assert "side by side" in compared.stdout and "saliency" in compared.stdout and "fraction_scored" in compared.stdout
+    lines = compared.stdout.splitlines()  # A and B each on a line of their own, not a literal backslash-n
+    assert lines[0].startswith("A = ") and lines[1].startswith("B = ") and "\\n" not in compared.stdout
     rows = runner.invoke(app, ["runs", "compare", f"{tmp_path / 'runs' / 'a'}#all", f"{tmp_path / 'runs' / 'b'}#saliency"])
     assert rows.exit_code == 0 and "all vs saliency" in rows.stdout
     bad = runner.invoke(app, ["runs", "compare", str(tmp_path / "runs" / "a"), f"{tmp_path / 'runs' / 'b'}#llm/x"])

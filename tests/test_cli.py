@@ -95,10 +95,11 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
 
 
 @pytest.mark.parametrize("flags,needle", [
-    (["--budget", "0"], "--budget must be in (0, 1]"),
-    (["--budget", "1.5"], "--budget must be in (0, 1]"),
-    (["--n-points", "0"], "--n-points"),
+    (["--budget", "0"], "--budget: Input should be greater than 0"),
+    (["--budget", "1.5"], "--budget: Input should be less than or equal to 1"),
+    (["--n-points", "0"], "--n-points: Input should be greater than or equal to 1"),
     (["--prompt", "nope"], "unknown prompt 'nope'"),
+    (["--prompt", "nope", "--model", "missing.gguf"], "unknown prompt 'nope'"),  # checked before the model loads
     (["--model", "missing.gguf"], "missing.gguf: no such model file"),
 ])
 def test_bad_settings_exit_2(flags, needle):
@@ -119,7 +120,8 @@ def test_end_to_end_with_the_embedded_model(tmp_path):
     assert CONTRACT <= set(data)
     assert data["backend"] == "llama-cpp" and data["model"].endswith(".gguf") and data["prompt"] == "geom"
     assert data["tokens"]["prompt"] > 48 * 10 and data["tokens"]["completion"] > 0
-    assert data["n_points"] == 4000 and data["n_scored"] == (400 if data["suspects"] else 0)  # budget 0.1
+    assert data["suspects"], "the embedded model named nothing: the constrained reply was empty or all dropped"
+    assert data["n_points"] == 4000 and data["n_scored"] == 400  # budget 0.1
     for suspect in data["suspects"]:
         assert set(suspect) == {"id", "index", "xyz", "confidence", "reason"} and 0 <= suspect["confidence"] <= 1
         np.testing.assert_allclose(suspect["xyz"], np.loadtxt(SAMPLE)[suspect["index"], :3])
@@ -151,3 +153,21 @@ def test_end_to_end_through_an_openai_compatible_server(llama_server):
     data = json.loads(result.stdout)
     assert data["backend"] == "openai" and data["model"] == "smollm2" and data["prompt"] == "baseline"
     assert data["tokens"]["prompt"] > 32 * 8 and data["llm"]["calls"] >= 1
+
+
+def test_every_detect_option_exists_in_evaluate_with_the_same_default_and_help():
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    options = {name: {p.name: p for p in commands[name].params if p.param_type_name == "option"}
+               for name in ("detect", "evaluate")}
+    only_detect = {"gt", "out", "as_json", "log_dir"}  # per-file outputs; evaluate writes its own folder and log
+    assert set(options["detect"]) - only_detect <= set(options["evaluate"])
+    for name, option in options["detect"].items():
+        if name in only_detect or name == "reference":
+            continue
+        twin = options["evaluate"][name]
+        assert twin.help == option.help, name
+        if name not in ("gating", "prompt"):  # repeatable in evaluate
+            assert twin.default == option.default, name
+    assert len(options["detect"]) > 25

@@ -11,6 +11,7 @@ from conftest import plant_bump, wavy_surface
 from typer.testing import CliRunner
 
 from agent3d.cli import app
+from agent3d.config import DetectConfig
 from agent3d.evaluation.datasets import load_dataset
 from agent3d.evaluation.metrics import (
     aupro,
@@ -19,7 +20,7 @@ from agent3d.evaluation.metrics import (
     gt_regions,
     suspect_recall,
 )
-from agent3d.evaluation.report import summarize
+from agent3d.evaluation.summary import summarize
 from agent3d.evaluation.runner import (
     ConfigMismatch,
     EvalConfig,
@@ -150,7 +151,7 @@ def test_folder_matching_no_layout_is_refused(tmp_path):
 
 def config_for(root, gatings=("saliency", "random", "all"), budget=0.2, scorer="auto"):
     return EvalConfig(dataset=str(root), layout="labeled", gatings=list(gatings), prompts=[], prompt_hashes={},
-                      budget=budget, n_points=64, scorer=scorer, version="test")
+                      detect=DetectConfig(budget=budget, n_points=64, scorer=scorer), version="test")
 
 
 class Killed(Exception):

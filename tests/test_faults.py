@@ -120,3 +120,10 @@ def test_every_exchange_is_logged_with_cache_hits_and_never_the_key(serve, tmp_p
     with pytest.raises(BackendError):
         dead.complete(MESSAGES, suspect_schema(["p0"]))
     assert "error" in json.loads((tmp_path / "logs" / "llm_log.jsonl").read_text().splitlines()[-1])
+
+
+def test_a_server_without_a_tokenizer_is_asked_once(serve):
+    server = serve(OK)
+    counter = backend(server)
+    counts = [counter.count_tokens(MESSAGES) for _ in range(3)]
+    assert server.other_paths == ["/extras/tokenize"] and len(set(counts)) == 1 and counts[0] > 0

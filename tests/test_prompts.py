@@ -13,7 +13,8 @@ from conftest import ROOT
 from agent3d.prompts import load_prompt, shipped_prompts_dir
 from agent3d.verbalize import FORMATS
 
-VARIABLES = dict(points="p0 1 2 3", legend="id x y z", n_shown=1, n_total=10, tile=1, n_tiles=1, max_suspects=8)
+VARIABLES = dict(points="p0 1 2 3", legend="id x y z", n_shown=1, n_total=10, tile=1, n_tiles=1, max_suspects=8,
+                 guidance="")
 
 
 @pytest.mark.parametrize("name", ["baseline", "geom"])

@@ -13,15 +13,16 @@ from typer.testing import CliRunner
 
 from agent3d.cli import app
 from agent3d.cloud import PointCloud
-from agent3d.fusion import FusedScorer, build_scorer, held_out_scores
-from agent3d.pipeline import DetectConfig, detect
-from agent3d.registration import (
+from agent3d.config import DetectConfig
+from agent3d.pipeline import detect
+from agent3d.scoring import MemoryBankScorer, build_scorer
+from agent3d.scoring.fused import FusedScorer, held_out_scores
+from agent3d.scoring.registration import (
     RegistrationError,
     RegistrationScorer,
     register,
     register_best,
 )
-from agent3d.scoring import MemoryBankScorer
 
 POSE = Rotation.from_euler("xyz", [40, 70, -30], degrees=True)
 SHIFT = np.array([0.5, -0.2, 1.0])
@@ -90,10 +91,41 @@ def test_fusion_uses_no_labels(references, dented):
 
 
 def test_held_out_normalisation_comes_from_reference_points_only(references):
-    scores = held_out_scores(lambda: RegistrationScorer(), references, n_probe=500)
+    seen = []
+
+    class Spy(MemoryBankScorer):
+        def fit(self, clouds, sources=None):
+            seen.append(("fit", [len(c) for c in clouds]))
+            return super().fit(clouds, sources)
+
+        def score(self, points, indices):
+            seen.append(("score", len(points)))
+            return super().score(points, indices)
+
+    scores = held_out_scores(Spy, references, n_probe=500)
     assert scores.shape == (1000,) and np.percentile(scores, 99) > 0
-    single = held_out_scores(lambda: MemoryBankScorer(), references[:1], n_probe=300)
-    assert single.shape == (300,)
+    # each reference is scored by a scorer fitted on the other one only: leave one out, no test cloud anywhere
+    assert seen == [("fit", [len(references[1])]), ("score", len(references[0])),
+                    ("fit", [len(references[0])]), ("score", len(references[1]))]
+    seen.clear()
+    single = held_out_scores(Spy, references[:1], n_probe=300)
+    half = len(references[0]) // 2
+    assert single.shape == (300,) and seen == [("fit", [half]), ("score", len(references[0]) - half)]
+
+
+def test_registration_runs_once_per_cloud_whatever_the_gating(references, dented, monkeypatch):
+    import agent3d.scoring.registration as module
+
+    calls = []
+    original = module.register_best
+    monkeypatch.setattr(module, "register_best", lambda *a, **k: calls.append(1) or original(*a, **k))
+    scorer = RegistrationScorer().fit(references)
+    points = dented[0]
+    scorer.score(points, np.arange(100))
+    scorer.score(points, np.arange(200, 400))
+    assert len(calls) == 1
+    scorer.score(points + 0.01, np.arange(100))
+    assert len(calls) == 2
 
 
 def test_build_scorer_names_and_errors(references):

@@ -8,16 +8,9 @@ from conftest import plant_bump, wavy_surface
 from scipy.spatial.transform import Rotation
 from sklearn.metrics import roc_auc_score
 
-from agent3d.scoring import (
-    MemoryBankScorer,
-    SelfReferenceScorer,
-    greedy_coreset,
-    interpolate,
-    object_score,
-    propagate,
-    smooth,
-    working_cloud,
-)
+from agent3d.scoring import MemoryBankScorer, SelfReferenceScorer, object_score, propagate
+from agent3d.scoring.common import interpolate, smooth, working_cloud
+from agent3d.scoring.memory_bank import greedy_coreset
 
 ALL = np.arange(6000)
 

@@ -57,8 +57,10 @@ def test_lines_are_ordered_and_deterministic():
 def test_geom_format_needs_geometry():
     with pytest.raises(ValueError, match="needs the geometry"):
         verbalize(POINTS, np.arange(10), None, "xyz+geom")
-    with pytest.raises(ValueError, match="unknown verbalization"):
+    with pytest.raises(ValueError, match="unknown point format"):
         verbalize(POINTS, np.arange(10), None, "words")
+    with pytest.raises(ValueError, match="regions are made by regions_view"):  # it used to return plain lines
+        verbalize(POINTS, np.arange(10), None, "regions")
 
 
 def test_tiles_fit_the_budget_and_cover_every_point_once():

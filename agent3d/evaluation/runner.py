@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from agent3d.config import BackendConfig, DetectConfig
 from agent3d.evaluation.datasets import Dataset, Sample
 from agent3d.evaluation.metrics import gt_regions, region_radius, suspect_recall
 from agent3d.io import InputError, read_references
-from agent3d.registration import RegistrationError
+from agent3d.scoring import RegistrationError
 
+RESUMABLE = ("no_cache", "timeout", "retry_seconds", "device")
 _PROCESS_CACHE: dict = {}  # per worker process: the loaded model and the memory banks
 
 
@@ -28,35 +30,51 @@ class ConfigMismatch(ValueError):
     """The output folder holds a run made with another configuration."""
 
 
-@dataclass
-class EvalConfig:
-    """Everything that determines an evaluation's results (recorded in ``config.json``)."""
+class EvalConfig(BaseModel):
+    """Everything that determines an evaluation's results (recorded in ``config.json``).
+
+    Attributes
+    ----------
+    dataset, layout : str
+    gatings : list of str
+        Gatings to compare (``--gating``, repeatable).
+    prompts : list of str
+        Prompts for ``llm`` gating (``--prompt``, repeatable), with their content hashes in ``prompt_hashes``.
+    references : list of str
+        ``--reference`` for every class (default: each class's own references).
+    detect : DetectConfig
+        Every other detection setting (its ``gating`` and ``prompt`` are set per run).
+    backend : BackendConfig
+    adapter_hash : str, optional
+        Content hash of the adapter (transformers backend).
+    version : str
+        agent3d version.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     dataset: str
     layout: str
     gatings: list[str]
     prompts: list[str]
     prompt_hashes: dict[str, str]
-    budget: float = 0.1
-    references: list[str] = field(default_factory=list)
-    backend: str = "llama-cpp"
-    model: str | None = None
-    base_url: str | None = None
-    n_points: int = 256
-    sampling: str = "fps"
-    max_prompt_tokens: int = 6000
-    retries: int = 2
-    object_score: str = "max"
-    topk: int = 10
-    seed: int = 0
-    use_cache: bool = True
-    scorer: str = "auto"
-    rounds: int = 1
+    references: list[str] = Field(default_factory=list)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    adapter_hash: str | None = None
     version: str = ""
 
     def runs(self) -> list[tuple[str, str | None]]:
         """(gating, prompt) pairs: ``llm`` once per prompt, every other gating once with no prompt."""
         return [(g, p) for g in self.gatings for p in (self.prompts if g == "llm" else [None])]
+
+    def flat(self) -> dict:
+        """Dotted keys and values, without the settings a resumed run may change (cache, timeouts, device)."""
+        data = self.model_dump()
+        flat = {k: v for k, v in data.items() if not isinstance(v, dict) or k == "prompt_hashes"}
+        for group in ("detect", "backend"):
+            flat.update({f"{group}.{k}": v for k, v in data[group].items() if k not in RESUMABLE})
+        return flat
 
 
 def run_key(sample: Sample, gating: str, prompt: str | None) -> str:
@@ -75,15 +93,18 @@ def prepare_output(out: Path, config: EvalConfig) -> set[str]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "scores").mkdir(exist_ok=True)
     recorded = out / "config.json"
-    current = asdict(config)
+    current = config.flat()
     if recorded.is_file():
-        previous = json.loads(recorded.read_text())
+        try:
+            previous = EvalConfig.model_validate_json(recorded.read_text()).flat()
+        except ValueError:
+            raise ConfigMismatch(f"{recorded}: not a configuration of this agent3d version; use another --out") from None
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if changed:
             raise ConfigMismatch(f"{out}: holds a run with another configuration ({', '.join(changed)} differ); "
                                  "use another --out or the same settings")
     else:
-        recorded.write_text(json.dumps(current, indent=2) + "\n")
+        recorded.write_text(config.model_dump_json(indent=2) + "\n")
     lines = out / "samples.jsonl"
     if not lines.is_file():
         return set()
@@ -119,18 +140,15 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
     agent3d.llm.base.BackendError
         When the model cannot be reached.
     """
-    from agent3d.pipeline import DetectConfig, detect
+    from agent3d.pipeline import detect
 
     cloud = sample.load()
     radius = region_radius(cloud.points)
     regions = gt_regions(cloud.points, cloud.labels, radius)
-    scorer = _scorer(sample.class_name, references, config.scorer, config.seed)
+    scorer = _scorer(sample.class_name, references, config.detect.scorer, config.detect.seed)
     records = []
     for gating, prompt in runs:
-        detect_config = DetectConfig(n_points=config.n_points, sampling=config.sampling, prompt=prompt or "geom",
-                                     max_prompt_tokens=config.max_prompt_tokens, gating=gating,
-                                     budget=config.budget, object_score=config.object_score, topk=config.topk,
-                                     retries=config.retries, rounds=config.rounds, seed=config.seed)
+        detect_config = config.detect.model_copy(update={"gating": gating, "prompt": prompt or config.detect.prompt})
         try:
             result = detect(cloud, detect_config, _backend(config, out) if gating == "llm" else None, scorer)
         except RegistrationError as error:
@@ -156,7 +174,7 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
 
 def _scorer(class_name: str, references: list[str], name: str, seed: int):
     """The class's scorer, fitted once per process on its references."""
-    from agent3d.fusion import build_scorer
+    from agent3d.scoring import build_scorer
 
     key = ("scorer", class_name, tuple(references), name, seed)
     if key not in _PROCESS_CACHE:
@@ -167,12 +185,9 @@ def _scorer(class_name: str, references: list[str], name: str, seed: int):
 
 def _backend(config: EvalConfig, out: Path):
     """The configured backend, loaded once per process, logging every exchange to ``out/llm_log.jsonl``."""
-    from agent3d.llm import make_backend
-
-    key = ("backend", config.backend, config.model, config.base_url, config.use_cache, str(out))
+    key = ("backend", config.backend.model_dump_json(), str(out))
     if key not in _PROCESS_CACHE:
-        _PROCESS_CACHE[key] = make_backend(config.backend, config.model, config.base_url, config.use_cache,
-                                           log_dir=out)
+        _PROCESS_CACHE[key] = config.backend.build(log_dir=out)
     return _PROCESS_CACHE[key]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent3d.evaluation.report import COLUMNS
+from agent3d.evaluation.summary import COLUMNS
 
 HIGHER_IS_BETTER = {"p_auroc", "o_auroc", "aupro", "ap", "suspect_recall"}
 LOWER_IS_BETTER = {"tokens_prompt", "tokens_completion", "llm_seconds", "seconds"}

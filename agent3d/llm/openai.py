@@ -63,6 +63,7 @@ class OpenAIBackend:
         self.model = model
         self.params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
         self.schema_mode = "json_schema"
+        self._server_tokenizer = True
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
         start = time.perf_counter()
@@ -108,9 +109,10 @@ class OpenAIBackend:
 
     def count_tokens(self, messages: Messages) -> int:
         """Prompt tokens: the server's own tokenizer where it offers one (llama.cpp servers'
-        ``/extras/tokenize``), else an estimate of one token per four characters."""
+        ``/extras/tokenize``), else an estimate of one token per four characters. A server that has no
+        tokenizer is asked once, not for every count."""
         text = "\n".join(m["content"] for m in messages)
-        if self.base_url:
+        if self.base_url and self._server_tokenizer:
             root = self.base_url.rstrip("/").removesuffix("/v1")
             request = urllib.request.Request(f"{root}/extras/tokenize", data=json.dumps({"input": text}).encode(),
                                              headers={"Content-Type": "application/json"})
@@ -118,7 +120,7 @@ class OpenAIBackend:
                 with urllib.request.urlopen(request, timeout=10.0) as response:
                     return len(json.loads(response.read())["tokens"]) + 4 * len(messages)
             except (OSError, ValueError, KeyError, TypeError):  # URLError is an OSError
-                pass
+                self._server_tokenizer = False
         return math.ceil(len(text) / CHARS_PER_TOKEN) + 4 * len(messages)
 
 

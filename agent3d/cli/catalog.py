@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent3d.cli_common import BackendName, fail
-from agent3d.io import InputError, read_cloud
-from agent3d.llm import make_backend
-from agent3d.llm.base import BackendError
+from agent3d.cli.common import choices, exit_codes
+from agent3d.config import BACKENDS
+from agent3d.io import read_cloud
 
+Backend = choices(BACKENDS)
 prompts_app = typer.Typer(no_args_is_help=True, help="List, show and render prompt templates.")
 runs_app = typer.Typer(no_args_is_help=True, help="List and compare evaluation runs.")
 
@@ -37,10 +37,8 @@ def prompts_show(name: str, prompts_dir: Optional[Path] = typer.Option(None, hel
     """The templates of one prompt, as written."""
     from agent3d.prompts import load_prompt
 
-    try:
+    with exit_codes():
         prompt = load_prompt(name, prompts_dir)
-    except ValueError as error:
-        fail(str(error), 2)
     typer.echo(f"# {prompt.name} v{prompt.version} ({prompt.format}, {prompt.digest}): {prompt.description}")
     for title, text in (("system", prompt.system), ("user", prompt.user), ("zoom", prompt.zoom)):
         typer.echo(f"\n## {title}\n{text.rstrip()}")
@@ -53,29 +51,32 @@ def prompts_render(
     name: str,
     file: Path = typer.Argument(..., help="The point cloud to verbalize."),
     prompts_dir: Optional[Path] = typer.Option(None, help="Folder of prompt templates."),
-    backend: BackendName = typer.Option(BackendName.llama_cpp, help="Whose tokenizer counts the tokens."),
-    model: Optional[str] = typer.Option(None, help="GGUF file or model name."),
+    backend: Backend = typer.Option(Backend("llama-cpp"), help="Whose tokenizer counts the tokens."),
+    model: Optional[str] = typer.Option(None, help="GGUF file, Hugging Face folder or model name."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL."),
     n_points: int = typer.Option(256, help="Points shown to the language model."),
+    guidance: str = typer.Option("", help="What is normal for this part and what a defect looks like, or @FILE."),
     seed: int = typer.Option(0, help="Seed for sampling."),
 ) -> None:
     """Print the exact first-round messages for FILE and their token count, without calling the model."""
-    from agent3d.agent import overview_of, prompt_messages, shown_view
+    from agent3d.agent import prompt_messages
+    from agent3d.cli.common import read_guidance
+    from agent3d.geometry import CloudContext
+    from agent3d.llm import make_backend
     from agent3d.prompts import load_prompt
     from agent3d.sampling import sample
+    from agent3d.verbalize import overview_of, shown_view
 
-    try:
+    with exit_codes():
         prompt = load_prompt(name, prompts_dir)
         cloud = read_cloud(file)
-        view = shown_view(cloud.points, sample(cloud.points, n_points, seed=seed), prompt, seed)
-        overview, _ = overview_of(cloud.points, view, prompt, seed)
-        messages = prompt_messages(prompt, "user", overview, len(cloud))(np.arange(len(overview.lines)))
+        context = CloudContext(cloud.points, seed=seed)
+        view = shown_view(context, sample(cloud.points, n_points, seed=seed), prompt.format)
+        overview, _ = overview_of(context, view, prompt.format)
+        messages = prompt_messages(prompt, "user", overview, len(cloud), read_guidance(guidance))(
+            np.arange(len(overview.lines)))
         counter = make_backend(backend.value, model, base_url, use_cache=False)
         tokens = counter.count_tokens(messages)
-    except (InputError, ValueError) as error:
-        fail(str(error), 2)
-    except BackendError as error:
-        fail(f"backend failure: {error}", 3)
     for message in messages:
         typer.echo(f"--- {message['role']} ---\n{message['content']}")
     typer.echo(f"--- {tokens} prompt tokens ({counter.name}, {counter.model}) ---")
@@ -86,10 +87,8 @@ def runs_list(folder: Path = typer.Argument(Path("runs"), help="A folder of runs
     """The runs in FOLDER: dataset, prompts (with content hashes), model, scorer, version, headline P-AUROC."""
     from agent3d.evaluation.runs import list_runs
 
-    try:
+    with exit_codes():
         entries = list_runs(folder)
-    except ValueError as error:
-        fail(str(error), 2)
     table = Table(title=f"runs in {folder}")
     for column in ("run", "dataset", "gatings", "prompts", "model", "scorer", "rounds", "version", "samples",
                    "headline", "P-AUROC"):
@@ -108,13 +107,11 @@ def runs_compare(
     run_b: str = typer.Argument(..., help="Another run folder, or FOLDER#ROW."),
 ) -> None:
     """Both runs' rows side by side, then B - A for the rows they share, with the better one per metric."""
-    from agent3d.evaluation.report import COLUMNS, format_metric
+    from agent3d.evaluation.summary import COLUMNS, format_metric
     from agent3d.evaluation.runs import compare, load_rows
 
-    try:
+    with exit_codes():
         rows_a, rows_b = load_rows(run_a), load_rows(run_b)
-    except ValueError as error:
-        fail(str(error), 2)
     console = Console(width=max(140, Console().width))
     side = Table(title="side by side")
     for title in ("run", "row", "P-AUROC", "O-AUROC", "AUPRO", "AP", "recall", "scored", "tok in", "tok out",
@@ -123,7 +120,7 @@ def runs_compare(
     for label, rows in (("A", rows_a), ("B", rows_b)):
         for name, metrics in rows.items():
             side.add_row(label, name, *[format_metric(key, metrics[key]) for key, _ in COLUMNS])
-    console.print(f"A = {run_a}\\nB = {run_b}")
+    console.print(f"A = {run_a}\nB = {run_b}")
     console.print(side)
     deltas = compare(rows_a, rows_b)
     if not deltas:

@@ -8,9 +8,12 @@ Real3D-AD (Liu et al., NeurIPS 2023) do. Deterministic for a seed.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from agent3d.scoring.common import smooth, working_cloud
 
 VOXEL_FRACTION = 0.02  # voxel edge for the coarse stage, as a fraction of the bounding-box diagonal
 MIN_FITNESS = 0.5
@@ -153,6 +156,8 @@ class RegistrationScorer:
                  seed: int = 0):
         self.smoothing, self.min_fitness, self.max_points, self.seed = smoothing, min_fitness, max_points, seed
         self.references: list[str] = []
+        self.registration_: Registration | None = None
+        self._registered: tuple[str, Registration] | None = None
 
     def fit(self, references: list[np.ndarray], sources: list[str] | None = None) -> "RegistrationScorer":
         """Keep the references with their k-d trees, normals and point spacings.
@@ -175,6 +180,21 @@ class RegistrationScorer:
         self.references = list(sources or [])
         return self
 
+    def register(self, points: np.ndarray) -> Registration:
+        """The best alignment of ``points`` (shape (n_points, 3), float64) to the references, computed once per
+        cloud: scoring the same cloud again (another gating of it) reuses it.
+
+        Raises
+        ------
+        RegistrationError
+        """
+        key = hashlib.sha1(np.ascontiguousarray(points).view(np.uint8)).hexdigest()
+        if self._registered is None or self._registered[0] != key:
+            moving = points[working_cloud(points, self.max_points, self.seed)]
+            self._registered = (key, register_best(moving, self.references_, seed=self.seed,
+                                                   min_fitness=self.min_fitness))
+        return self._registered[1]
+
     def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Scores of ``indices`` (shape (n_scored,), float64, in the reference's units).
 
@@ -183,12 +203,9 @@ class RegistrationScorer:
         RegistrationError
             When no reference aligns with fitness >= ``min_fitness``.
         """
-        from agent3d.scoring import smooth, working_cloud
-
         if len(indices) == 0:
             return np.empty(0)
-        moving = points[working_cloud(points, self.max_points, self.seed)]
-        self.registration_ = register_best(moving, self.references_, seed=self.seed, min_fitness=self.min_fitness)
+        self.registration_ = self.register(points)
         best = self.registration_.reference
         moved = self.registration_.apply(points[indices])
         distance, nearest = self.trees_[best].query(moved, workers=-1)

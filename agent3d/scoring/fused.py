@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from agent3d.registration import RegistrationScorer
-from agent3d.scoring import MemoryBankScorer
+from agent3d.scoring.memory_bank import MemoryBankScorer
+from agent3d.scoring.registration import RegistrationScorer
 
 COMBINES = ("mean", "max")
 
@@ -76,6 +76,7 @@ class FusedScorer:
             raise ValueError(f"combine must be one of {', '.join(COMBINES)}")
         self.combine, self.percentile, self.n_probe, self.seed = combine, percentile, n_probe, seed
         self.references: list[str] = []
+        self.registration_ = None
 
     def fit(self, references: list[np.ndarray], sources: list[str] | None = None) -> "FusedScorer":
         """Fit both scorers on the references and measure their held-out normal scale.
@@ -102,41 +103,7 @@ class FusedScorer:
         """Fused scores of ``indices``, shape (n_scored,), float64 (unit-free)."""
         parts = np.stack([scorer.score(points, indices) / self.scales_[name]
                           for name, scorer in self.scorers_.items()])
+        self.registration_ = self.scorers_["registration"].registration_
         return parts.mean(axis=0) if self.combine == "mean" else parts.max(axis=0)
 
-    @property
-    def registration_(self):
-        return self.scorers_["registration"].registration_
 
-
-SCORERS = ("auto", "self-reference", "memory-bank", "registration", "fused")
-
-
-def build_scorer(name: str, references: list[np.ndarray], sources: list[str] | None = None, seed: int = 0):
-    """A fitted scorer by name.
-
-    Parameters
-    ----------
-    name : {"auto", "self-reference", "memory-bank", "registration", "fused"}
-        ``auto``: ``fused`` when references are given, else ``self-reference``.
-    references : list of ndarray of shape (n_i, 3), float64
-    sources : list of str, optional
-    seed : int, default 0
-
-    Raises
-    ------
-    ValueError
-        Unknown name, or a reference-based scorer without references.
-    """
-    from agent3d.scoring import SelfReferenceScorer
-
-    if name == "auto":
-        name = "fused" if references else "self-reference"
-    if name == "self-reference":
-        return SelfReferenceScorer(seed=seed)
-    if name not in SCORERS:
-        raise ValueError(f"unknown scorer '{name}' (expected one of {', '.join(SCORERS)})")
-    if not references:
-        raise ValueError(f"scorer '{name}' needs --reference clouds of normal parts")
-    makers = {"memory-bank": MemoryBankScorer, "registration": RegistrationScorer, "fused": FusedScorer}
-    return makers[name](seed=seed).fit(references, sources)

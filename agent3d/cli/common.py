@@ -1,0 +1,129 @@
+"""What the command modules share: options generated from the configuration, the one error-to-exit-code
+wrapper, and input helpers.
+
+Exit codes: 0 ok, 2 bad input (one line naming the file and the problem), 3 backend failure.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Literal, Optional, Union, get_args, get_origin
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from agent3d.io import InputError
+from agent3d.llm.base import BackendError
+
+_CHOICES: dict[tuple[str, ...], type[Enum]] = {}
+
+
+def choices(values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum whose values are ``values`` (typer shows and checks them as choices); one per tuple."""
+    if values not in _CHOICES:
+        name = "".join(v.title() for v in values[:2]).replace("-", "") + "Choice"
+        _CHOICES[values] = Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
+    return _CHOICES[values]
+
+
+def _cli_type(annotation):
+    """The type typer should see for a pydantic field's annotation: Literal -> Enum, ``X | None`` -> Optional[X]."""
+    if get_origin(annotation) is Literal:
+        return choices(get_args(annotation))
+    if get_origin(annotation) in (Union, types.UnionType):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        return Optional[_cli_type(inner[0])]
+    return annotation
+
+
+def config_options(*models: type[BaseModel], repeatable: tuple[str, ...] = (), defaults: dict | None = None):
+    """Add every field of ``models`` to a typer command as a keyword option: ``--field-name``, the field's
+    default and description. The command receives them in ``**options`` (see :func:`config_from`).
+
+    Parameters
+    ----------
+    models : pydantic model classes
+    repeatable : tuple of str
+        Fields that become repeatable options (a list; the default is a one-element list).
+    defaults : dict, optional
+        Other defaults for some repeatable options (e.g. every gating for ``evaluate``).
+    """
+    def decorate(func):
+        signature = inspect.signature(func)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        added = []
+        for model in models:
+            for name, field in model.model_fields.items():
+                kind, default = _cli_type(field.annotation), field.default
+                if isinstance(kind, type) and issubclass(kind, Enum):
+                    default = kind(default)
+                if name in repeatable:
+                    kind, default = list[kind], [kind(v) if isinstance(default, Enum) else v
+                                                 for v in (defaults or {}).get(name, [plain(default)])]
+                option = typer.Option(default, "--" + name.replace("_", "-"), help=field.description)
+                added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
+                func.__annotations__[name] = kind
+        func.__signature__ = signature.replace(parameters=own + added)
+        return func
+    return decorate
+
+
+def plain(value):
+    """An option value without Enums (lists element-wise)."""
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value.value if isinstance(value, Enum) else value
+
+
+def config_from(model: type[BaseModel], options: dict, **overrides):
+    """Build ``model`` from the options of a command decorated with :func:`config_options`.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        A value out of range.
+    """
+    values = {name: plain(options[name]) for name in model.model_fields if name in options}
+    return model(**{**values, **overrides})
+
+
+def fail(message: str, code: int) -> None:
+    """Print one line to stderr and exit with ``code``."""
+    typer.echo(f"agent3d: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def exit_codes() -> Iterator[None]:
+    """Turn the errors of bad input into one line and exit 2, backend failures into one line and exit 3."""
+    try:
+        yield
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "configuration"
+        fail(f"{where}: {first['msg']}", 2)
+    except (InputError, ValueError) as error:
+        fail(str(error), 2)
+    except BackendError as error:
+        fail(f"backend failure: {error}", 3)
+
+
+def read_guidance(text: str) -> str:
+    """``--guidance`` as given, or the contents of the file named after an ``@``.
+
+    Raises
+    ------
+    InputError
+        An ``@FILE`` that cannot be read as text.
+    """
+    if not text.startswith("@"):
+        return text.strip()
+    try:
+        return Path(text[1:]).read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(text[1:], f"cannot read the guidance file ({error.__class__.__name__})") from None

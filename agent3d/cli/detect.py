@@ -1,0 +1,117 @@
+"""``agent3d detect``: one cloud through the whole flow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance
+from agent3d.cloud import Detection, PointCloud
+from agent3d.config import BackendConfig, DetectConfig
+from agent3d.io import read_cloud, read_gt, read_references, write_json, write_ply
+
+
+def make_scorer(references: list[Path], name: str, seed: int):
+    """The named scorer fitted on the reference clouds (``auto``: fused with references, else self-reference).
+
+    Raises
+    ------
+    InputError
+        An unreadable reference.
+    ValueError
+        A reference-based scorer without references, or references that cannot be registered.
+    """
+    from agent3d.scoring import build_scorer
+
+    clouds = read_references(references)
+    return build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
+
+
+def load_input(file: Path, gt: Path | None) -> PointCloud:
+    """Read the cloud and, when given, its ground truth (matched by nearest neighbour)."""
+    cloud = read_cloud(file)
+    if gt is not None:
+        cloud.labels = read_gt(gt, cloud.points)
+    return cloud
+
+
+@config_options(DetectConfig, BackendConfig)
+def detect(
+    file: Path = typer.Argument(..., help="Point cloud: .ply .pcd .obj .xyz .txt .csv .pts .npy .npz"),
+    reference: list[Path] = typer.Option([], help="Normal reference cloud or folder (repeatable)."),
+    gt: Optional[Path] = typer.Option(None, help="Ground-truth file (x y z label), matched by nearest neighbour."),
+    out: Optional[Path] = typer.Option(None, help="Write detection.json and scores.ply here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    log_dir: Optional[Path] = typer.Option(None, help="Append every request and reply to DIR/llm_log.jsonl."),
+    **options,
+) -> None:
+    """Find suspects with the language model and score them with the classical detector."""
+    from agent3d.pipeline import detect as run_detect
+    from agent3d.prompts import load_prompt
+
+    with exit_codes():
+        config = config_from(DetectConfig, options, guidance=read_guidance(options["guidance"]))
+        backend_config = config_from(BackendConfig, options)
+        if config.gating == "llm":
+            load_prompt(config.prompt, config.prompts_dir)  # a bad --prompt is refused before the model loads
+        cloud = load_input(file, gt)
+        fitted = make_scorer(reference, config.scorer, config.seed)
+        llm = backend_config.build(log_dir) if config.gating == "llm" else None
+        result = run_detect(cloud, config, llm, fitted)
+    if out is not None:
+        write_outputs(out, cloud, result)
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+    else:
+        print_detection(result, cloud)
+
+
+def write_outputs(out: Path, cloud: PointCloud, result: Detection) -> None:
+    """Write ``detection.json`` and ``scores.ply`` (fields anomaly_score, suspect, scored, label)."""
+    suspect = np.zeros(len(cloud), dtype=np.float32)
+    suspect[[s.index for s in result.suspects]] = 1
+    fields = {"anomaly_score": result.scores, "suspect": suspect, "scored": result.scored}
+    if cloud.labels is not None:
+        fields["label"] = cloud.labels
+    write_ply(out / "scores.ply", cloud.points, fields)
+    write_json(out / "detection.json", {"file": cloud.source, **result.to_json()})
+
+
+def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None:
+    """Print the result as rich tables: a summary, then the top suspects."""
+    console = Console()
+    data = result.to_json()
+    summary = Table(title=f"agent3d detect {cloud.source}", show_header=False)
+    summary.add_row("object score", f"{result.object_score:.4f}")
+    summary.add_row("scored", f"{result.n_scored:,} of {result.n_points:,} points ({result.gating} gating, "
+                              f"budget {result.budget:g}, {result.scorer} scorer)")
+    if result.reference:
+        summary.add_row("reference", ", ".join(result.reference))
+    if result.registration:
+        summary.add_row("registration", f"fitness {result.registration['fitness']:.3f}, inlier RMSE "
+                                        f"{result.registration['inlier_rmse']:.4g} (reference "
+                                        f"{result.registration['reference']})")
+    summary.add_row("tokens", f"{data['tokens']['prompt']:,} prompt, {data['tokens']['completion']:,} completion")
+    summary.add_row("seconds", f"{result.seconds:.2f}")
+    summary.add_row("backend", f"{result.backend or '-'}  model {result.model or '-'}  prompt {result.prompt or '-'}")
+    if result.llm is not None:
+        dropped = ", ".join(f"{k} {v}" for k, v in result.llm.dropped.items() if v) or "none"
+        summary.add_row("llm", f"{result.llm.calls} calls, {result.llm.tiles} tiles, dropped: {dropped}")
+        for failure in result.llm.failures:
+            summary.add_row("[red]llm failure[/red]", failure)
+    console.print(summary)
+    if result.suspects:
+        table = Table(title=f"top suspects ({min(top, len(result.suspects))} of {len(result.suspects)})")
+        for column in ("id", "index", "xyz", "confidence", "reason"):
+            table.add_column(column)
+        for s in result.suspects[:top]:
+            table.add_row(s.id, str(s.index), " ".join(f"{v:.3f}" for v in s.xyz), f"{s.confidence:.2f}", s.reason)
+        console.print(table)
+    elif result.gating == "llm":
+        console.print("no suspects: nothing was scored above the floor")

@@ -1,0 +1,99 @@
+"""``agent3d tune``: learnable tokens (prompt tuning) or a LoRA adapter, trained on labeled clouds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from agent3d.cli.common import choices, exit_codes, read_guidance
+from agent3d.config import DEVICES
+
+Method = choices(("lora", "prompt"))
+Device = choices(DEVICES)
+
+
+def tune(
+    dataset: list[Path] = typer.Argument(..., help="Labeled datasets (any layout evaluate reads, e.g. a synth folder)."),
+    out: Path = typer.Option(..., help="Adapter folder to write (PEFT adapter + tune.json)."),
+    method: Method = typer.Option(Method("lora"), help="lora (low-rank adapter) or prompt (learnable virtual tokens)."),
+    model: Optional[str] = typer.Option(None, help="GGUF file or Hugging Face folder (default: embedded SmolLM2-135M)."),
+    prompt: str = typer.Option("geom", help="Prompt template the adapter is tuned for."),
+    prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates."),
+    n_points: int = typer.Option(64, help="Points shown per example; use the same --n-points in detect/evaluate."),
+    samplings: int = typer.Option(4, help="Examples per training cloud (different sampling seeds)."),
+    steps: int = typer.Option(1000, help="Optimizer steps (one example each)."),
+    minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes instead of --steps."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default 3e-4 LoRA, 3e-2 prompt tuning)."),
+    virtual_tokens: int = typer.Option(20, help="Prompt tuning: learnable tokens."),
+    lora_r: int = typer.Option(16, help="LoRA rank."),
+    lora_layers: int = typer.Option(0, help="LoRA in the last N decoder layers only (0: all); cheaper steps."),
+    eval_every: int = typer.Option(100, help="Validate every N steps."),
+    n_val: int = typer.Option(24, help="Validation examples decoded at each validation."),
+    guidance: str = typer.Option("", help="Text guidance shown by the templates, or @FILE."),
+    device: Device = typer.Option(Device("auto"), help="auto: cuda when available."),
+    seed: int = typer.Option(0, help="Seed for the split, the example order and the adapter's initialisation."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its checkpoint in --out."),
+) -> None:
+    """Tune the model on labeled clouds so that it names the points on a defect."""
+    from agent3d.tuning.run import tune as run_tune
+    from agent3d.tuning.train import TuneConfig
+
+    with exit_codes():
+        config = TuneConfig(method=method.value, steps=steps, minutes=minutes, lr=lr, n_virtual_tokens=virtual_tokens,
+                            lora_r=lora_r, lora_layers=lora_layers, eval_every=eval_every, n_val=n_val, seed=seed)
+        if n_points < 1 or samplings < 1:
+            raise ValueError("--n-points and --samplings must be >= 1")
+        with TuneProgress(None if minutes else steps) as progress:
+            record = run_tune(dataset, out, config, model=model, prompt=prompt,
+                              prompts_dir=str(prompts_dir) if prompts_dir else None, n_points=n_points,
+                              samplings=samplings, guidance=read_guidance(guidance), device=device.value,
+                              resume=resume, on_step=progress.on_step, on_examples=progress.on_examples)
+    last = record["curve"][-1]
+    Console().print(f"wrote {out} ({record['method']}, {record['steps']} steps, {record['seconds']:.0f} s): "
+                    f"validation recall {_figure(last['recall'])}, false alarms {_figure(last['false_alarms'])}")
+
+
+def _figure(value) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+class TuneProgress:
+    """A rich progress bar with loss, steps/s and ETA; validation results printed as they come."""
+
+    def __init__(self, total: int | None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
+        self.total, self.losses, self.first = total, [], None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc) if hasattr(self, "task") else None
+
+    def on_examples(self, counts: dict) -> None:
+        """Print the example counts and start the bar (inputs have checked out by now)."""
+        self.progress.__enter__()
+        self.task = self.progress.add_task("tuning", total=self.total, info="")
+        self.console.print(f"examples: {counts['examples_train']} training ({counts['train_with_targets']} naming a "
+                           f"defect) from {counts['clouds_train']} clouds, {counts['examples_val']} validation from "
+                           f"{counts['clouds_val']} held-out clouds")
+
+    def on_step(self, event: dict) -> None:
+        if "val" in event:
+            v = event["val"]
+            self.console.print(f"step {v['step']}: train loss {v['train_loss']}, validation recall {_figure(v['recall'])},"
+                               f" false alarms {_figure(v['false_alarms'])}, ids named {v['named']:.1f}, "
+                               f"invalid {v['invalid']}")
+            return
+        self.losses = (self.losses + [event["loss"]])[-20:]
+        self.first = self.first or event["step"] - 1  # a resumed run starts past 0
+        rate = (event["step"] - self.first) / max(event["seconds"], 1e-9)
+        self.progress.update(self.task, completed=event["step"],
+                             info=f"loss {sum(self.losses) / len(self.losses):.3f}  {rate:.2f} steps/s")

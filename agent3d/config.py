@@ -1,0 +1,74 @@
+"""One typed configuration: what a detection does (:class:`DetectConfig`) and which model answers
+(:class:`BackendConfig`). The CLI options of ``detect`` and ``evaluate`` are generated from these fields
+(name, default, help), and the evaluation configuration nests them, so the three never drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent3d.gating import GATINGS
+from agent3d.sampling import SAMPLERS
+from agent3d.scoring import OBJECT_SCORES, SCORERS
+
+BACKENDS = ("llama-cpp", "openai", "transformers")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DetectConfig(BaseModel):
+    """Settings of one detection; each field is the CLI option of the same name (``n_points`` is ``--n-points``).
+
+    Raises
+    ------
+    pydantic.ValidationError
+        A value out of range or not among the choices (on construction and on assignment).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    gating: Literal[GATINGS] = Field("llm", description="Which points the scorer checks: llm suspects, saliency "
+                                                        "(no-LLM baseline), random (chance) or all.")
+    budget: float = Field(0.1, gt=0, le=1, description="Fraction of points the scorer may touch (all but 'all').")
+    scorer: Literal[SCORERS] = Field("auto", description="Classical scorer; auto = fused with references, "
+                                                         "self-reference without.")
+    prompt: str = Field("geom", description="Prompt template name.")
+    prompts_dir: str | None = Field(None, description="Folder of your own prompt templates.")
+    guidance: str = Field("", description="What is normal for this part and what a defect looks like (text or "
+                                          "@FILE), shown by every template.")
+    n_points: int = Field(256, ge=1, description="Points shown to the language model.")
+    sampling: Literal[SAMPLERS] = Field("fps", description="How those points are chosen: farthest point sampling "
+                                                           "or voxel downsampling.")
+    max_prompt_tokens: int = Field(6000, ge=1, description="Token budget per request; the view is tiled to fit.")
+    retries: int = Field(2, ge=0, description="Retries of an unusable reply, with the error fed back.")
+    rounds: int = Field(1, ge=1, description="Agent rounds: later rounds look closer around the suspects.")
+    object_score: Literal[OBJECT_SCORES] = Field("max", description="Object score from the point scores.")
+    topk: int = Field(10, ge=1, description="k of topk-mean.")
+    seed: int = Field(0, description="Seed for sampling, gating and decoding.")
+
+
+class BackendConfig(BaseModel):
+    """Which language model answers, and how it is reached; each field is a CLI option."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    backend: Literal[BACKENDS] = Field("llama-cpp", description="Language-model backend.")
+    model: str | None = Field(None, description="GGUF file or Hugging Face folder (local backends; default: the "
+                                                "embedded SmolLM2-135M) or model name (openai).")
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL (openai backend).")
+    adapter: str | None = Field(None, description="Tuned adapter folder (agent3d tune) or 'embedded' "
+                                                  "(transformers backend).")
+    device: Literal[DEVICES] = Field("auto", description="transformers backend: auto (cuda when available), "
+                                                         "cpu or cuda.")
+    timeout: float = Field(120.0, gt=0, description="Seconds per request to an OpenAI-compatible server.")
+    retry_seconds: float = Field(60.0, ge=0, description="Total seconds that retries of failed requests may add.")
+    no_cache: bool = Field(False, description="Ask the model even if the reply is cached.")
+
+    def build(self, log_dir=None):
+        """The backend this configuration describes, wrapped in the reply cache (unless ``no_cache``) and the
+        request log (when ``log_dir``); see :func:`agent3d.llm.make_backend` for the errors raised."""
+        from agent3d.llm import make_backend
+
+        return make_backend(self.backend, self.model, self.base_url, not self.no_cache, self.timeout,
+                            self.retry_seconds, log_dir, self.adapter, self.device)

@@ -1,0 +1,127 @@
+"""Aggregation of an evaluation folder into the ``summary.json`` object and the report table's rows.
+
+Every metric is computed per class and then averaged over classes (DESIGN.md). The top-level
+fields of the summary are those of the first run (first ``--gating`` with the first ``--prompt``);
+``per_gating``, ``per_prompt`` and ``per_run`` hold the others.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from agent3d.evaluation.metrics import aupro, auroc, average_precision
+
+COLUMNS = [("p_auroc", "P-AUROC"), ("o_auroc", "O-AUROC"), ("aupro", "AUPRO"), ("ap", "AP"),
+           ("suspect_recall", "suspect recall"), ("fraction_scored", "fraction scored"),
+           ("tokens_prompt", "prompt tokens"), ("tokens_completion", "completion tokens"),
+           ("llm_seconds", "LLM s"), ("seconds", "seconds")]
+
+
+def run_name(gating: str, prompt: str | None) -> str:
+    """``"llm/geom"`` for LLM gating, the gating name otherwise."""
+    return f"{gating}/{prompt}" if prompt else gating
+
+
+def read_records(out: Path) -> list[dict]:
+    """The records of ``out/samples.jsonl`` (empty when there is none)."""
+    path = Path(out) / "samples.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def class_metrics(out: Path, records: list[dict]) -> dict:
+    """Metrics of one run on one class, from its records and score files."""
+    arrays = [np.load(Path(out) / r["scores_file"]) for r in records]
+    labels = np.concatenate([a["labels"] for a in arrays])
+    scores = np.concatenate([a["scores"] for a in arrays])
+    regions = sum(r["regions"] for r in records)
+    hits = [r["regions_hit"] for r in records if r["regions_hit"] is not None]
+    return {
+        "p_auroc": auroc(labels, scores),
+        "o_auroc": auroc(np.array([r["label"] for r in records]), np.array([r["object_score"] for r in records])),
+        "aupro": aupro([a["regions"].astype(np.int64) for a in arrays], [a["scores"] for a in arrays]),
+        "ap": average_precision(labels, scores),
+        "suspect_recall": sum(hits) / regions if hits and regions else None,
+        "fraction_scored": sum(r["n_scored"] for r in records) / sum(r["n_points"] for r in records),
+        "tokens_prompt": float(np.mean([r["tokens_prompt"] for r in records])),
+        "tokens_completion": float(np.mean([r["tokens_completion"] for r in records])),
+        "llm_seconds": float(np.mean([r["llm_seconds"] for r in records])),
+        "seconds": float(np.mean([r["seconds"] for r in records])),
+        "llm_failures": sum(r["llm_failures"] for r in records),
+        "n_samples": len(records),
+    }
+
+
+def run_metrics(out: Path, records: list[dict]) -> dict:
+    """Per-class metrics of one run and their mean over classes (None where no class defines one)."""
+    by_class = defaultdict(list)
+    for record in records:
+        by_class[record["class"]].append(record)
+    per_class = {name: class_metrics(out, rs) for name, rs in sorted(by_class.items())}
+    overall = {}
+    for key in per_class[next(iter(per_class))]:
+        values = [m[key] for m in per_class.values() if m[key] is not None]
+        overall[key] = float(np.mean(values)) if values else None
+    overall["llm_failures"] = sum(m["llm_failures"] for m in per_class.values())
+    overall["n_samples"] = len(records)
+    return {**overall, "per_class": per_class}
+
+
+def summarize(out: Path, runs: list[tuple[str, str | None]], meta: dict) -> dict:
+    """The ``summary.json`` object of an evaluation folder.
+
+    Parameters
+    ----------
+    out : Path
+    runs : list of (gating, prompt)
+        In the order of the command line; the first is the headline.
+    meta : dict
+        Extra fields to record (dataset, backend, model, budget ...).
+
+    Raises
+    ------
+    ValueError
+        When the folder holds no record.
+    """
+    records = read_records(out)
+    if not records:
+        raise ValueError(f"{out}: no finished sample to summarize")
+    grouped = defaultdict(list)
+    for record in records:
+        grouped[run_name(record["gating"], record["prompt"])].append(record)
+    per_run = {run_name(*r): run_metrics(out, grouped[run_name(*r)]) for r in runs if grouped[run_name(*r)]}
+    first = next(iter(per_run))
+    per_gating, per_prompt = {}, {}
+    for (gating, prompt) in runs:
+        name = run_name(gating, prompt)
+        if name in per_run:
+            per_gating.setdefault(gating, per_run[name])
+            if prompt:
+                per_prompt[prompt] = per_run[name]
+    scorers = ", ".join(sorted({r["scorer"] for r in records}))  # what really scored, class by class
+    return {**per_run[first], "run": first, "per_gating": per_gating, "per_prompt": per_prompt,
+            "per_run": per_run, "scorer": scorers, **meta}
+
+
+def table_rows(summary: dict) -> list[list[str]]:
+    """Rows ``[run, metric...]`` of the report table, formatted."""
+    rows = []
+    for name, metrics in summary["per_run"].items():
+        rows.append([name] + [format_metric(key, metrics[key]) for key, _ in COLUMNS])
+    return rows
+
+
+def format_metric(key: str, value) -> str:
+    """A metric value as the tables show it (— for missing)."""
+    if value is None:
+        return "—"
+    if key.startswith("tokens"):
+        return f"{value:,.0f}"
+    if key.endswith("seconds"):
+        return f"{value:.1f}"
+    return f"{value:.3f}"

@@ -1,0 +1,106 @@
+"""What every scorer shares: the working cloud of large scans, nearest-neighbour indices over features,
+interpolation of scores to other points, and smoothing over neighbours."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from scipy.spatial import cKDTree
+from sklearn.neighbors import NearestNeighbors
+
+CHUNK = 16384  # query points per batch, bounds memory on large clouds
+MAX_WORKING_POINTS = 100_000
+
+
+def working_cloud(points: np.ndarray, max_points: int = MAX_WORKING_POINTS, seed: int = 0) -> np.ndarray:
+    """Indices of the points features are computed on: all of them, or for large scans a seeded
+    uniform random subsample of ``max_points`` (features describe local shape, which a fifth of a
+    dense scan still carries; O(n), unlike a voxel grid whose size must be searched for).
+
+    Returns
+    -------
+    ndarray of shape (min(max_points, n_points),), int64, sorted
+    """
+    if len(points) <= max_points:
+        return np.arange(len(points), dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(len(points), size=max_points, replace=False))
+
+
+def at_working_resolution(points: np.ndarray, indices: np.ndarray, max_points: int, score_working,
+                          seed: int = 0) -> np.ndarray:
+    """Score ``indices`` of a cloud by scoring its working cloud near them, then interpolating back.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    indices : ndarray of shape (n_scored,), int64
+    max_points : int
+        Working-cloud size limit (see :func:`working_cloud`).
+    seed : int, default 0
+    score_working : callable
+        ``score_working(work_points, local) -> (positions (m, 3), scores (m,))`` scores the working
+        points ``local`` (the nearest working point of every scored point).
+
+    Returns
+    -------
+    ndarray of shape (n_scored,), float64
+        Inverse-distance interpolation of the working scores (exact where a point is a working point).
+    """
+    if len(indices) == 0:
+        return np.empty(0)
+    work = points[working_cloud(points, max_points, seed)]
+    if len(work) == len(points):
+        local = np.unique(indices)
+    else:
+        local = np.unique(cKDTree(work).query(points[indices], workers=-1)[1])
+    positions, scores = score_working(work, local)
+    return interpolate(positions, scores, points[indices])
+
+
+def nearest_neighbours(bank: np.ndarray) -> NearestNeighbors:
+    """A brute-force (BLAS) Euclidean nearest-neighbour index over feature vectors of shape (n, d)."""
+    return NearestNeighbors(algorithm="brute", n_jobs=os.cpu_count()).fit(bank)
+
+
+def interpolate(sources: np.ndarray, values: np.ndarray, targets: np.ndarray, k: int = 3) -> np.ndarray:
+    """Inverse-distance weighted mean of the ``k`` nearest source values at each target.
+
+    Parameters
+    ----------
+    sources : ndarray of shape (n_sources, 3), float64
+    values : ndarray of shape (n_sources,), float64
+    targets : ndarray of shape (n_targets, 3), float64
+    k : int, default 3
+
+    Returns
+    -------
+    ndarray of shape (n_targets,), float64
+        A target on a source takes that source's value.
+    """
+    k = min(k, len(sources))
+    distance, nearest = cKDTree(sources).query(targets, k=k, workers=-1)
+    distance, nearest = distance.reshape(len(targets), k), nearest.reshape(len(targets), k)
+    weight = 1.0 / np.maximum(distance, 1e-12)
+    return (weight * values[nearest]).sum(axis=1) / weight.sum(axis=1)
+
+
+def smooth(points: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Mean of each point's score and its k-1 nearest neighbours' scores.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, 3), float64
+    scores : ndarray of shape (n,), float64
+    k : int
+        Neighbourhood size, the point included; 1 or less returns ``scores`` unchanged.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+    """
+    k = min(k, len(scores))
+    if k <= 1:
+        return scores.astype(np.float64)
+    _, neighbours = cKDTree(points).query(points, k=k, workers=-1)
+    return scores[neighbours].mean(axis=1)

@@ -1,0 +1,94 @@
+"""Self-reference scorer: a point is anomalous when its FPFH is rare within its own cloud, i.e. far from a bank
+sampled from the same cloud outside the point's own surroundings (so a defect cannot vouch for itself)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from agent3d.geometry import fpfh
+from agent3d.sampling import farthest_point_sampling
+from agent3d.scoring.common import (
+    CHUNK,
+    MAX_WORKING_POINTS,
+    at_working_resolution,
+    nearest_neighbours,
+    smooth,
+    working_cloud,
+)
+
+
+class SelfReferenceScorer:
+    """FPFH rarity within the cloud itself (no reference needed).
+
+    Parameters
+    ----------
+    bank_size : int, default 4096
+        Points in the bank, chosen by farthest point sampling among a seeded random candidate set of
+        four times that size.
+    n_neighbours : int, default 3
+        Score = mean feature distance to this many nearest bank features.
+    exclusion : float, default 10.0
+        Bank points closer than ``exclusion`` x the bank spacing (median distance between
+        neighbouring bank points) to the scored point are ignored.
+    smoothing : int, default 32
+        Scores are averaged over this many nearest scored points (the point included); the memory
+        bank's group size. Chosen on pointsgrade surfaces 00-09 among 8, 16, 24, 32 (pooled P-AUROC
+        0.985, 0.990, 0.993, 0.995); on the held-out surfaces 10-19, 8 gives 0.983 and 32 gives 0.994.
+    max_points : int, default 100000
+        Larger clouds are scored on a random working subsample of this size (:func:`working_cloud`).
+    seed : int, default 0
+        Seeds the farthest point sampling of the bank.
+    """
+
+    name = "self-reference"
+
+    def __init__(self, bank_size: int = 4096, n_neighbours: int = 3, exclusion: float = 10.0,
+                 smoothing: int = 32, max_points: int = MAX_WORKING_POINTS, seed: int = 0):
+        self.bank_size, self.n_neighbours, self.exclusion = bank_size, n_neighbours, exclusion
+        self.smoothing, self.max_points, self.seed = smoothing, max_points, seed
+        self.references: list[str] = []
+        self.registration_ = None
+
+    def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Anomaly scores of the given points (higher = more anomalous).
+
+        Parameters
+        ----------
+        points : ndarray of shape (n_points, 3), float64
+            The full cloud, which is also the source of the bank.
+        indices : ndarray of shape (n_scored,), int64
+            Points to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_scored,), float64
+            Smoothed mean distance to the nearest allowed bank features (unit-free).
+        """
+        return at_working_resolution(points, indices, self.max_points, self._score_working, self.seed)
+
+    def _score_working(self, points: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # FPS over a random candidate set of 4x the bank size: near-uniform, and cheap on large clouds
+        candidates = working_cloud(points, 4 * self.bank_size, self.seed)
+        bank_index = np.sort(candidates[farthest_point_sampling(points[candidates], self.bank_size, seed=self.seed)])
+        spatial = cKDTree(points[bank_index])
+        radius = self.exclusion * float(np.median(spatial.query(points[bank_index], k=2)[0][:, 1]))
+        bank = nearest_neighbours(fpfh(points, bank_index))
+        features = fpfh(points, indices)
+        rarity = np.concatenate([
+            self._rarity(points, indices[i:i + CHUNK], features[i:i + CHUNK], bank, bank_index, spatial, radius)
+            for i in range(0, len(indices), CHUNK)])
+        return points[indices], smooth(points[indices], rarity, self.smoothing)
+
+    def _rarity(self, points, indices, features, bank, bank_index, spatial, radius) -> np.ndarray:
+        """Mean feature distance to the nearest bank entries outside the exclusion radius."""
+        centres = points[indices]
+        # ask for enough feature neighbours that every spatially close bank entry can be skipped
+        excluded = spatial.query_ball_point(centres, r=radius, return_length=True)
+        n_ask = int(min(len(bank_index), self.n_neighbours + excluded.max()))
+        distance, neighbour = bank.kneighbors(features, n_neighbors=n_ask)
+        near = np.linalg.norm(points[bank_index][neighbour] - centres[:, None, :], axis=2) < radius
+        nearest = np.sort(np.where(near, np.inf, distance), axis=1)[:, : self.n_neighbours]
+        short = ~np.isfinite(nearest).all(axis=1)
+        nearest[short] = distance[short, : self.n_neighbours]  # tiny clouds: exclusion would leave too few
+        return nearest.mean(axis=1)
