@@ -36,6 +36,10 @@ def test_prompts_render_prints_the_exact_text_and_its_tokens_without_the_model(t
                                  "--n-points", "32"])
     assert result.exit_code == 0, result.output
     out = result.stdout
+    guided = runner.invoke(app, ["prompts", "render", "geom", str(SAMPLE), "--n-points", "8",
+                                 "--guidance", "The ribs and sharp edges are normal."])
+    assert guided.exit_code == 0 and "Guidance from the inspector: The ribs and sharp edges are normal." in guided.stdout
+    assert "Guidance" not in runner.invoke(app, ["prompts", "render", "geom", str(SAMPLE), "--n-points", "8"]).stdout
     assert out.count("--- user ---") == 2 and "--- assistant ---" in out and "32 of 4000:" in out
     assert out.strip().splitlines()[-1].startswith("--- ") and "prompt tokens (llama-cpp" in out
     tokens = int(out.strip().splitlines()[-1].split()[1])

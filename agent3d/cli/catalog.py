@@ -95,7 +95,8 @@ def runs_list(folder: Path = typer.Argument(Path("runs"), help="A folder of runs
         table.add_column(column, no_wrap=column == "run")
     for e in entries:
         prompts = ", ".join(f"{name} {digest}" for name, digest in e["prompts"].items()) or "-"
-        table.add_row(Path(e["path"]).name, str(e["dataset"]), ",".join(e["gatings"] or []), prompts, str(e["model"] or "-"),
+        model = str(e["model"] or "-") + (f" + {e['adapter']}" if e.get("adapter") else "")
+        table.add_row(Path(e["path"]).name, str(e["dataset"]), ",".join(e["gatings"] or []), prompts, model,
                       str(e["scorer"]), str(e["rounds"]), str(e["version"]), str(e["samples"]), str(e["run"]),
                       "—" if e["p_auroc"] is None else f"{e['p_auroc']:.3f}")
     Console(width=max(160, Console().width)).print(table)

@@ -30,6 +30,8 @@ def tune(
     virtual_tokens: int = typer.Option(20, help="Prompt tuning: learnable tokens."),
     lora_r: int = typer.Option(16, help="LoRA rank."),
     lora_layers: int = typer.Option(0, help="LoRA in the last N decoder layers only (0: all); cheaper steps."),
+    empty_fraction: float = typer.Option(0.0, help="Share of training examples with an empty target kept "
+                                                   "(normal clouds, defects off the view)."),
     eval_every: int = typer.Option(100, help="Validate every N steps."),
     n_val: int = typer.Option(24, help="Validation examples decoded at each validation."),
     guidance: str = typer.Option("", help="Text guidance shown by the templates, or @FILE."),
@@ -43,7 +45,7 @@ def tune(
 
     with exit_codes():
         config = TuneConfig(method=method.value, steps=steps, minutes=minutes, lr=lr, n_virtual_tokens=virtual_tokens,
-                            lora_r=lora_r, lora_layers=lora_layers, eval_every=eval_every, n_val=n_val, seed=seed)
+                            lora_r=lora_r, lora_layers=lora_layers, empty_fraction=empty_fraction, eval_every=eval_every, n_val=n_val, seed=seed)
         if n_points < 1 or samplings < 1:
             raise ValueError("--n-points and --samplings must be >= 1")
         with TuneProgress(None if minutes else steps) as progress:

@@ -19,8 +19,8 @@ def is_run(folder: Path) -> bool:
 def list_runs(root: str | Path) -> list[dict]:
     """One entry per run in ``root`` (or ``root`` itself when it is a run), sorted by path.
 
-    Each entry: path, dataset, gatings, prompts with their content hashes, model, backend, scorer,
-    rounds, version, samples and the headline run with its P-AUROC.
+    Each entry: path, dataset, gatings, prompts with their content hashes, model, adapter (name@hash),
+    backend, scorer, rounds, version, samples and the headline run with its P-AUROC.
 
     Raises
     ------
@@ -41,7 +41,8 @@ def list_runs(root: str | Path) -> list[dict]:
         entries.append({"path": str(folder), "dataset": config.get("dataset"), "gatings": config.get("gatings"),
                         "prompts": config.get("prompt_hashes", {}), "model": summary.get("model"),
                         "backend": summary.get("backend"), "scorer": summary.get("scorer"),
-                        "rounds": config.get("rounds", 1), "version": config.get("version"),
+                        "adapter": summary.get("adapter"),
+                        "rounds": config.get("detect", config).get("rounds", 1), "version": config.get("version"),
                         "samples": summary.get("n_samples"), "run": summary.get("run"),
                         "p_auroc": summary.get("p_auroc")})
     return entries

@@ -8,6 +8,7 @@ shown; the agent still validates every reply. Needs the ``tune`` extra (torch, t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -112,8 +113,12 @@ def pick_device(device: str = "auto") -> str:
     return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
 
 
+_BASES: dict = {}  # per process: (sha256, device) -> the pristine base model and its tokenizer
+
+
 def load_base(identity: ModelIdentity, device: str = "cpu"):
-    """The base causal LM (float32) and its tokenizer.
+    """The base causal LM (float32) and its tokenizer; a fresh copy of a model this process loaded before
+    (reading a GGUF costs half a minute; an adapter changes the copy it is attached to, never the original).
 
     Raises
     ------
@@ -126,6 +131,9 @@ def load_base(identity: ModelIdentity, device: str = "cpu"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise BackendError("the transformers backend needs the tune extra (pip install 'agent3d[tune]')") from None
+    if (identity.sha256, device) in _BASES:
+        model, tokenizer = _BASES[(identity.sha256, device)]
+        return copy.deepcopy(model), tokenizer
     path = Path(identity.path)
     where = {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name} if path.is_file() \
         else {"pretrained_model_name_or_path": str(path)}
@@ -135,7 +143,8 @@ def load_base(identity: ModelIdentity, device: str = "cpu"):
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise InputError(path, f"transformers cannot load this model ({str(error).splitlines()[0][:200]})") from None
     model.eval()
-    return model, tokenizer
+    _BASES[(identity.sha256, device)] = (model, tokenizer)
+    return copy.deepcopy(model), tokenizer
 
 
 def attach_adapter(model, adapter: str | Path, identity: ModelIdentity):

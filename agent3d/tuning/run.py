@@ -27,8 +27,10 @@ from agent3d.tuning.train import CHECKPOINT, TuneConfig, checkpoint_config, peft
 
 
 def collect_examples(datasets: list[Path], prompt, n_points: int, samplings: int, guidance: str = "",
-                     val_fraction: float = 0.15, seed: int = 0) -> tuple[list[TuneExample], list[TuneExample], dict]:
-    """Training and validation examples; the validation clouds are held out whole.
+                     val_fraction: float = 0.15, seed: int = 0,
+                     empty_fraction: float = 0.0) -> tuple[list[TuneExample], list[TuneExample], dict]:
+    """Training and validation examples; the validation clouds are held out whole. Of the training examples
+    with an empty target, a seeded ``empty_fraction`` is kept; validation keeps them all.
 
     Returns
     -------
@@ -52,6 +54,11 @@ def collect_examples(datasets: list[Path], prompt, n_points: int, samplings: int
         seeds = [seed + 1000 * number + k for k in range(samplings if number not in held else 1)]
         (val_set if number in held else train_set).extend(
             cloud_examples(cloud, prompt, n_points, seeds, guidance=guidance))
+    empty = [e for e in train_set if not e.positives]
+    kept = {id(empty[i]) for i in rng.permutation(len(empty))[: int(round(empty_fraction * len(empty)))]}
+    train_set = [e for e in train_set if e.positives or id(e) in kept]
+    if not train_set:
+        raise InputError(datasets[0], "no training example names a shown point on a defect: more --n-points?")
     val_set = [val_set[i] for i in rng.permutation(len(val_set))]
     counts = {"clouds_train": len(clouds) - len(held), "clouds_val": len(held), "examples_train": len(train_set),
               "examples_val": len(val_set), "train_with_targets": sum(bool(e.positives) for e in train_set),
@@ -126,15 +133,14 @@ def tune(datasets: list[Path], out: Path, config: TuneConfig, model: str | None 
     check_output(out, config, resume)
     identity = model_identity(model)
     train_set, val_set, counts = collect_examples(datasets, template, n_points, samplings, guidance,
-                                                  seed=config.seed)
+                                                  seed=config.seed, empty_fraction=config.empty_fraction)
     if on_examples:
         on_examples(counts)
     base, tokenizer = load_base(identity, pick_device(device))
     torch.manual_seed(config.seed)
-    if resume:
-        model_ = peft.PeftModel.from_pretrained(base, str(out / CHECKPOINT), is_trainable=True)
-    else:
-        model_ = peft_model(base, config)
+    model_ = peft_model(base, config)
+    if resume:  # peft cannot reload a prompt-tuning adapter as trainable: load its weights into a fresh one
+        peft.set_peft_model_state_dict(model_, peft.utils.load_peft_weights(str(out / CHECKPOINT)))
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     curve = train(model_, tokenizer, train_set, val_set, config, out, resume, on_step)
