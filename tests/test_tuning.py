@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import plant_bump, wavy_surface
+from conftest import ROOT, plant_bump, wavy_surface
 from typer.testing import CliRunner
 
 from agent3d.cli import app
@@ -161,3 +161,10 @@ def test_tune_on_bad_data_exits_2_in_one_line_and_writes_nothing(tmp_path, case)
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and str(data) in result.output
     assert not (tmp_path / "a").exists()
+
+
+def test_embedded_adapter_is_refused_in_one_line_while_none_ships():
+    result = runner.invoke(app, ["detect", str(ROOT / "data_samples" / "surface_00.txt"), "--backend", "transformers",
+                                 "--adapter", "embedded"])
+    assert result.exit_code == 2 and "no adapter ships" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -50,7 +50,7 @@ class Backend(Protocol):
     Attributes
     ----------
     name : str
-        ``"llama-cpp"`` or ``"openai"``.
+        ``"llama-cpp"``, ``"openai"`` or ``"transformers"``.
     model : str
         Model name or GGUF file name.
     params : dict

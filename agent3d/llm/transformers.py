@@ -271,11 +271,12 @@ def resolve_adapter(adapter: str | Path | None) -> Path | None:
 
     Raises
     ------
-    BackendError
+    InputError
         ``embedded`` asked for, but no adapter ships with this version.
     """
     if adapter is None or str(adapter) != "embedded":
         return Path(adapter) if adapter else None
     if not (shipped_adapter_dir() / ADAPTER_RECORD).is_file():
-        raise BackendError("no adapter ships with this version of agent3d (see README: 'Tuning')")
+        raise InputError("--adapter embedded", "no adapter ships with this version of agent3d: none beat random "
+                                               "gating on held-out data (README, 'Tuning')")
     return shipped_adapter_dir()
