@@ -7,6 +7,7 @@ the cloud's units. Computations are vectorized over points (batched 3x3 eigen-de
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -84,8 +85,8 @@ def local_geometry(points: np.ndarray, query: np.ndarray, k: int = NORMAL_NEIGHB
 
 @dataclass
 class CloudContext:
-    """What the stages of one detection share about a cloud, computed once: its k-d tree, median point
-    spacing, bounding-box diagonal, and the local geometry of every sample asked for (memoized).
+    """What the stages of one detection share about a cloud, computed once and only when first asked for: its
+    k-d tree, median point spacing, bounding-box diagonal, and the local geometry of every sample (memoized).
 
     Parameters
     ----------
@@ -106,10 +107,19 @@ class CloudContext:
     seed: int = 0
 
     def __post_init__(self):
-        self.tree = cKDTree(self.points)
-        self.spacing = median_spacing(self.points, self.tree, self.seed)
-        self.diagonal = float(np.linalg.norm(np.ptp(self.points, axis=0)))
         self._geometry: dict[bytes, LocalGeometry] = {}
+
+    @cached_property
+    def tree(self) -> cKDTree:
+        return cKDTree(self.points)
+
+    @cached_property
+    def spacing(self) -> float:
+        return median_spacing(self.points, self.tree, self.seed)
+
+    @cached_property
+    def diagonal(self) -> float:
+        return float(np.linalg.norm(np.ptp(self.points, axis=0)))
 
     def geometry(self, indices: np.ndarray) -> LocalGeometry:
         """:func:`local_geometry` of ``indices`` (shape (n,), int64), computed once per distinct sample."""
