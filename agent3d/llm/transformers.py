@@ -168,7 +168,7 @@ def attach_adapter(model, adapter: str | Path, identity: ModelIdentity):
 def chat_ids(tokenizer, messages: Messages) -> list[int]:
     """Token ids of the chat-templated ``messages`` followed by the assistant turn's opening."""
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # a BatchEncoding in transformers 5
 
 
 class SchemaDecoder:

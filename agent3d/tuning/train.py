@@ -109,8 +109,8 @@ def peft_model(base, config: TuneConfig):
     return get_peft_model(base, adapter)
 
 
-def validate(model, tokenizer, examples: list[TuneExample]) -> dict:
-    """Decode ``examples`` with the constrained decoder and measure what the replies name.
+def validate(decoder: SchemaDecoder, examples: list[TuneExample]) -> dict:
+    """Decode ``examples`` with the constrained decoder (on the model being tuned) and measure what the replies name.
 
     Returns
     -------
@@ -119,9 +119,8 @@ def validate(model, tokenizer, examples: list[TuneExample]) -> dict:
         ``false_alarms``: share of examples with nothing to name whose reply names something;
         ``named``: mean number of ids named; ``invalid``: unusable replies.
     """
-    decoder = SchemaDecoder(model, tokenizer)
     hits, positives, alarms, empties, named, invalid = 0, 0, 0, 0, 0, 0
-    model.eval()
+    decoder.model.eval()
     for example in examples:
         text, _, _ = decoder.generate(example.messages, example.schema)
         try:
@@ -178,6 +177,7 @@ def train(model, tokenizer, train_set: list[TuneExample], val_set: list[TuneExam
     import torch
 
     device = model.device
+    decoder = SchemaDecoder(model, tokenizer)  # its grammar compiler is built once, not at every validation
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     step, curve, losses = 0, [], []
@@ -209,17 +209,17 @@ def train(model, tokenizer, train_set: list[TuneExample], val_set: list[TuneExam
             on_step({"step": step, "loss": losses[-1], "lr": learning_rate_at(step - 1, config),
                      "seconds": time.monotonic() - start})
         if step % config.eval_every == 0:
-            curve.append(_evaluate(model, tokenizer, val_set, config, step, losses, on_step))
+            curve.append(_evaluate(decoder, val_set, config, step, losses, on_step))
             losses = []
         if step % config.checkpoint_every == 0:
             save_checkpoint(model, optimizer, out, step, curve, losses, config)
     if not curve or curve[-1]["step"] != step:
-        curve.append(_evaluate(model, tokenizer, val_set, config, step, losses, on_step))
+        curve.append(_evaluate(decoder, val_set, config, step, losses, on_step))
     return curve
 
 
-def _evaluate(model, tokenizer, val_set, config, step, losses, on_step) -> dict:
-    figures = validate(model, tokenizer, val_set[: config.n_val])
+def _evaluate(decoder, val_set, config, step, losses, on_step) -> dict:
+    figures = validate(decoder, val_set[: config.n_val])
     entry = {"step": step, "train_loss": round(float(np.mean(losses)), 4) if losses else None, **figures}
     if on_step:
         on_step({"step": step, "val": entry})
