@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from agent3d.cloud import LLMReport, Suspect, SuspectList
 from agent3d.geometry import CloudContext
 from agent3d.llm.base import Backend, Messages, response_schema
+from agent3d.llm.cache import discard
 from agent3d.prompts import PromptTemplate
 from agent3d.verbalize import View, overview_of, split_into_tiles, zoomed_view
 
@@ -122,6 +123,8 @@ def ask(backend: Backend, messages: Messages, known_ids: list[str], report: LLMR
     for _ in range(retries + 1):
         reply = backend.complete(conversation, schema)
         report.calls += 1
+        report.transport_retries += reply.retries
+        report.cached += reply.cached
         report.prompt_tokens += reply.prompt_tokens
         report.completion_tokens += reply.completion_tokens
         report.seconds += reply.seconds
@@ -130,6 +133,7 @@ def ask(backend: Backend, messages: Messages, known_ids: list[str], report: LLMR
             parsed = parse_reply(reply.text, set(known_ids))
         except ReplyError as exc:
             error = exc
+            discard(reply)  # never replayed from the cache
             conversation += [{"role": "assistant", "content": reply.text},
                              {"role": "user", "content": f"Your reply could not be used: {exc}. "
                                                          "Answer again with only the JSON object."}]

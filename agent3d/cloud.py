@@ -103,7 +103,11 @@ class LLMReport:
     Attributes
     ----------
     calls : int
-        Requests sent (retries included; a cache hit counts as a call).
+        Requests sent (retries of unusable replies included; a cache hit counts as a call).
+    transport_retries : int
+        Requests repeated after a transport failure (429, 5xx, timeout, dropped connection).
+    cached : int
+        Calls answered from the reply cache.
     tiles : int
         Spatial tiles the verbalized view was split into to honour the token budget.
     dropped : dict of str to int
@@ -122,6 +126,8 @@ class LLMReport:
     """
 
     calls: int = 0
+    transport_retries: int = 0
+    cached: int = 0
     tiles: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: {"invalid": 0, "unknown_id": 0, "duplicate": 0})
     failures: list[str] = field(default_factory=list)
@@ -132,7 +138,8 @@ class LLMReport:
     rounds: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"calls": self.calls, "tiles": self.tiles, "dropped": dict(self.dropped),
+        return {"calls": self.calls, "transport_retries": self.transport_retries, "cached": self.cached,
+                "tiles": self.tiles, "dropped": dict(self.dropped),
                 "failures": list(self.failures), "seconds": round(self.seconds, 3),
                 "replies": list(self.replies), "rounds": list(self.rounds)}
 

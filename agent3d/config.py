@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from agent3d.gating import GATINGS
+from agent3d.llm.base import redact_url
 from agent3d.sampling import SAMPLERS
 from agent3d.scoring import OBJECT_SCORES, SCORERS
 
@@ -64,6 +65,11 @@ class BackendConfig(BaseModel):
     timeout: float = Field(120.0, gt=0, description="Seconds per request to an OpenAI-compatible server.")
     retry_seconds: float = Field(60.0, ge=0, description="Total seconds that retries of failed requests may add.")
     no_cache: bool = Field(False, description="Ask the model even if the reply is cached.")
+
+    @field_serializer("base_url")
+    def _redacted(self, url: str | None) -> str | None:
+        """Records (config.json, summaries) never hold credentials written into the URL."""
+        return redact_url(url)
 
     def build(self, log_dir=None):
         """The backend this configuration describes, wrapped in the reply cache (unless ``no_cache``) and the

@@ -12,35 +12,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from agent3d.cloud import MIN_POINTS, PointCloud
+from agent3d.file_checks import InputError, check_file, check_pcd, check_ply
+
+__all__ = ["InputError", "read_cloud", "read_references", "read_gt", "read_ply_fields", "write_json", "write_text", "write_ply",
+           "check_output", "staged_folder", "atomic_write"]
 
 TEXT_EXTENSIONS = (".xyz", ".txt", ".csv", ".pts")
 CLOUD_EXTENSIONS = (".ply", ".pcd", ".obj", ".npy", ".npz", *TEXT_EXTENSIONS)
-_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2,
-              "uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4,
-              "double": 8, "float64": 8}
-
-
-class InputError(ValueError):
-    """A file that cannot be used, with the file and the reason in one line.
-
-    Parameters
-    ----------
-    path : str or Path
-        The offending file.
-    reason : str
-        What is wrong with it, in a few words.
-    """
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
+MAX_COORDINATE = 1e12  # squared distances of larger coordinates lose all precision or overflow
 
 
 def read_cloud(path: str | os.PathLike) -> PointCloud:
@@ -65,9 +53,7 @@ def read_cloud(path: str | os.PathLike) -> PointCloud:
         Missing file, unknown extension, unreadable or truncated file, wrong column count,
         fewer than 16 points, non-finite coordinates, labels outside {0, 1}.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
+    path = check_file(path)
     ext = path.suffix.lower()
     if ext not in CLOUD_EXTENSIONS:
         raise InputError(path, f"unknown extension '{ext}' (expected one of {', '.join(CLOUD_EXTENSIONS)})")
@@ -138,9 +124,7 @@ def read_gt(path: str | os.PathLike, points: np.ndarray) -> np.ndarray:
     """
     from scipy.spatial import cKDTree
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
+    path = check_file(path)
     table = _read_table(path)
     if table.shape[1] != 4:
         raise InputError(path, f"ground truth needs 4 columns (x y z label), found {table.shape[1]}")
@@ -170,10 +154,8 @@ def read_ply_fields(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.n
     """
     import open3d as o3d
 
-    path = Path(path)
-    points, _ = _read_open3d(path) if path.is_file() else (None, None)
-    if points is None:
-        raise InputError(path, "no such file")
+    path = check_file(path)
+    points, _ = _read_open3d(path)
     cloud = o3d.t.io.read_point_cloud(str(path))
     fields = {key: cloud.point[key].numpy().reshape(len(points), -1)[:, 0]
               for key in cloud.point if key not in ("positions", "normals")}
@@ -182,7 +164,12 @@ def read_ply_fields(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.n
 
 def write_json(path: str | os.PathLike, obj: dict) -> None:
     """Write ``obj`` as indented JSON, atomically (a temporary file renamed into place)."""
-    _atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8), atomically."""
+    atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_ply(path: str | os.PathLike, points: np.ndarray, fields: dict[str, np.ndarray]) -> None:
@@ -206,16 +193,65 @@ def write_ply(path: str | os.PathLike, points: np.ndarray, fields: dict[str, np.
         if not o3d.t.io.write_point_cloud(str(tmp), cloud, write_ascii=False):
             raise OSError(f"{path}: open3d could not write the PLY file")
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
 
 
-def _atomic_write(path: Path, write) -> None:
+def check_output(path: str | os.PathLike, folder: bool, keep: str | None = None) -> Path:
+    """Check, before any work, that results can be written at ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+    folder : bool
+        True for an output folder, False for an output file.
+    keep : str, optional
+        For a folder: a file whose presence marks an earlier result of the same command, which may
+        be replaced; a non-empty folder without it is refused. ``None`` accepts any existing folder.
+
+    Raises
+    ------
+    InputError
+        A folder where a file is wanted or the reverse, a non-empty foreign folder, or a location that
+        cannot be created or written.
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise InputError(path, "exists and is a folder, a file is needed" if path.is_dir()
+                         else "exists and is not a folder")
+    if folder and keep and path.is_dir() and any(path.iterdir()) and not (path / keep).exists():
+        raise InputError(path, f"folder exists and holds other files (no {keep}); choose another --out")
+    parent = next(p for p in [path, *path.parents] if p.exists() or p == Path(p.anchor or "."))
+    if parent.exists() and (not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK)):
+        raise InputError(parent, "is not a writable folder")
+    return path
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A temporary sibling of ``out`` to write into; renamed to ``out`` (replacing it) when the block
+    ends without error, removed otherwise, so a failed command leaves nothing behind."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        yield staging
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+        os.chmod(out, 0o755)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place (mode 0644), so
+    ``path`` appears whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     tmp = Path(name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # results are for sharing (mkstemp makes them private)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -233,6 +269,12 @@ def _validated(path: Path, points: np.ndarray, labels: np.ndarray | None) -> Poi
     if bad.any():
         raise InputError(path, f"{int(bad.sum())} points have NaN or infinite coordinates "
                                f"(first at row {int(np.argmax(bad))})")
+    largest = float(np.abs(points).max())
+    if largest > MAX_COORDINATE:
+        raise InputError(path, f"coordinates reach {largest:.3g}; at most {MAX_COORDINATE:.0e} is supported "
+                               "(check the units)")
+    if not np.ptp(points, axis=0).any():
+        raise InputError(path, "all points coincide (a degenerate cloud)")
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (points.shape[0],):
@@ -300,6 +342,7 @@ def _read_numpy(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     except (ValueError, OSError, EOFError) as error:
         raise InputError(path, f"not a readable NumPy file ({error})") from None
     if isinstance(data, np.ndarray):
+        _check_dtype(path, data)
         if data.ndim != 2:
             raise InputError(path, f"expected an array of shape (n, 3) or (n, 4), got {data.shape}")
         return _split_label_column(path, data)
@@ -307,15 +350,27 @@ def _read_numpy(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         key = next((k for k in ("points", "xyz") if k in data.files), None)
         if key is None:
             raise InputError(path, f"no 'points' array in the archive (found: {', '.join(data.files)})")
-        labels = data["labels"] if "labels" in data.files else None
-        return data[key], labels
+        try:
+            points, labels = data[key], (data["labels"] if "labels" in data.files else None)
+        except (ValueError, OSError, EOFError) as error:  # object arrays (pickles), a damaged member
+            raise InputError(path, f"unreadable array in the archive ({str(error).splitlines()[0]})") from None
+    for array in (points, labels):
+        if array is not None:
+            _check_dtype(path, array)
+    return points, labels
+
+
+def _check_dtype(path: Path, array: np.ndarray) -> None:
+    """Refuse arrays that are not real numbers (strings, objects, complex values, records)."""
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+            or array.dtype == np.bool_):
+        raise InputError(path, f"holds {array.dtype} values, expected real numbers")
 
 
 def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     import open3d as o3d
 
-    if path.suffix.lower() == ".ply":
-        _check_ply_size(path)
+    (check_ply if path.suffix.lower() == ".ply" else check_pcd)(path)
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     cloud = o3d.t.io.read_point_cloud(str(path))
     if "positions" not in cloud.point:
@@ -323,38 +378,3 @@ def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     points = cloud.point.positions.numpy().astype(np.float64)
     labels = cloud.point["label"].numpy().reshape(-1) if "label" in cloud.point else None
     return points, labels
-
-
-def _check_ply_size(path: Path) -> None:
-    """Raise InputError when a binary PLY holds fewer bytes than its header promises."""
-    with open(path, "rb") as handle:
-        if handle.readline().strip() != b"ply":
-            raise InputError(path, "not a PLY file (no 'ply' magic line)")
-        header = []
-        while True:
-            line = handle.readline()
-            if not line:
-                raise InputError(path, "PLY header has no end_header line")
-            if line.strip() == b"end_header":
-                break
-            header.append(line.split())
-        data_bytes = os.fstat(handle.fileno()).st_size - handle.tell()
-    fmt = next((h[1] for h in header if h and h[0] == b"format"), b"")
-    if fmt == b"ascii":
-        return
-    elements = []  # [count, bytes per item, has a list property]
-    for words in header:
-        if words and words[0] == b"element":
-            elements.append([int(words[2]), 0, False])
-        elif words and words[0] == b"property" and elements:
-            if words[1] == b"list":
-                elements[-1][2] = True
-            else:
-                elements[-1][1] += _PLY_SIZES.get(words[1].decode(), 0)
-    needed = 0
-    for count, stride, has_list in elements:
-        if has_list:  # variable-size elements: only what precedes them can be checked
-            break
-        needed += count * stride
-    if data_bytes < needed:
-        raise InputError(path, f"truncated binary PLY ({data_bytes} bytes of data, header needs {needed})")

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import jinja2.meta
 
 from agent3d.verbalize import FORMATS
+
+VARIABLES = frozenset({"points", "legend", "n_shown", "n_total", "tile", "n_tiles", "max_suspects", "guidance"})
+ZOOM_VARIABLES = VARIABLES | {"round", "n_rounds", "focus", "previous"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def shipped_prompts_dir() -> Path:
@@ -95,10 +101,14 @@ def load_prompt(name: str, prompts_dir: str | Path | None = None) -> PromptTempl
     Raises
     ------
     ValueError
-        Unknown name (the message lists the available ones), or a folder missing
-        ``meta.json`` / ``system.j2`` / ``user.j2``, or an unknown format in ``meta.json``.
+        Unknown name (the message lists the available ones) or a name that is not a plain folder name (a
+        prompt never comes from outside ``prompts_dir``); a folder missing ``meta.json`` / ``system.j2`` /
+        ``user.j2``; an unknown format in ``meta.json``; a template with a syntax error or a variable the
+        agent does not fill (the message names the template file and line).
     """
     root = Path(prompts_dir) if prompts_dir else shipped_prompts_dir()
+    if not _NAME.match(name) or ".." in name:
+        raise ValueError(f"--prompt '{name}': a prompt name is a folder name in {root} (letters, digits, . _ -)")
     folder = root / name
     if not folder.is_dir():
         known = ", ".join(sorted(p.name for p in root.iterdir() if (p / "meta.json").is_file())) if root.is_dir() else ""
@@ -112,11 +122,34 @@ def load_prompt(name: str, prompts_dir: str | Path | None = None) -> PromptTempl
         examples = tuple((shot["user"], shot["assistant"]) for shot in shots)
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"prompt folder {folder} is incomplete or invalid: {error}") from None
-    if meta.get("format") not in FORMATS:
+    if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         raise ValueError(f"{folder / 'meta.json'}: format must be one of {', '.join(FORMATS)}")
-    return PromptTemplate(name=meta.get("name", name), version=int(meta.get("version", 1)),
-                          description=meta.get("description", ""), format=meta["format"],
+    for source, file, allowed in ((system, folder / "system.j2", VARIABLES), (user, folder / "user.j2", VARIABLES),
+                                  (zoom, zoom_file, ZOOM_VARIABLES)):
+        check_template(source, file, allowed)
+    version = meta.get("version", 1)
+    if not isinstance(version, int):
+        raise ValueError(f"{folder / 'meta.json'}: version must be an integer")
+    return PromptTemplate(name=str(meta.get("name", name)), version=version,
+                          description=str(meta.get("description", "")), format=meta["format"],
                           system=system, user=user, zoom=zoom, examples=examples)
+
+
+def check_template(source: str, file: Path, allowed: frozenset[str]) -> None:
+    """Refuse a template that does not parse or uses a variable outside ``allowed``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and, for a syntax error, the line.
+    """
+    try:
+        tree = jinja2.Environment().parse(source)
+    except jinja2.TemplateSyntaxError as error:
+        raise ValueError(f"{file}: line {error.lineno}: {error.message}") from None
+    unknown = sorted(jinja2.meta.find_undeclared_variables(tree) - allowed)
+    if unknown:
+        raise ValueError(f"{file}: unknown variable '{unknown[0]}' (templates can use {', '.join(sorted(allowed))})")
 
 
 def list_prompts(prompts_dir: str | Path | None = None) -> list[PromptTemplate]:

@@ -27,7 +27,9 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from agent3d.geometry import local_geometry, median_spacing
-from agent3d.io import InputError, read_cloud, write_json
+from agent3d.cloud import MIN_POINTS
+from agent3d.file_checks import check_file
+from agent3d.io import CLOUD_EXTENSIONS, InputError, check_output, read_cloud, staged_folder, write_json
 
 DEFECTS = ("bulge", "dent", "crack", "scratch", "hole", "contamination")
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off")
@@ -78,9 +80,7 @@ def load_surface(source: str | Path, n_points: int, seed: int = 0) -> tuple[np.n
     """
     import open3d as o3d
 
-    source = Path(source)
-    if not source.is_file():
-        raise InputError(source, "no such file")
+    source = check_file(source)
     if source.suffix.lower() in MESH_EXTENSIONS:
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
         mesh = o3d.io.read_triangle_mesh(str(source))
@@ -89,6 +89,8 @@ def load_surface(source: str | Path, n_points: int, seed: int = 0) -> tuple[np.n
             sampled = mesh.sample_points_uniformly(number_of_points=n_points)
             points = np.asarray(sampled.points)
             return points, local_geometry(points, np.arange(len(points))).normals
+        if source.suffix.lower() not in CLOUD_EXTENSIONS:
+            raise InputError(source, f"no triangles could be read (not a valid {source.suffix.lower()[1:].upper()} mesh)")
     points = read_cloud(source).points
     if len(points) > n_points:
         points = points[np.sort(np.random.default_rng(seed).choice(len(points), n_points, replace=False))]
@@ -242,11 +244,23 @@ def make_dataset(source: str | Path, out: str | Path, n: int = 20, defects: tupl
     unknown = [d for d in defects if d not in DEFECTS]
     if unknown or not defects or n < 1:
         raise ValueError(f"defects must be among {', '.join(DEFECTS)} and n >= 1 (got {', '.join(unknown) or n})")
+    if n_points < MIN_POINTS or n_references < 0 or noise < 0 or not 0 <= normal_fraction <= 1:
+        raise ValueError(f"--n-points must be at least {MIN_POINTS}, --references and --noise at least 0 "
+                         f"(got {n_points}, {n_references}, {noise})")
     params = params or DefectParams()
     if min(params.radius, params.depth, params.width, params.length) <= 0 or params.radius > 0.5:
         raise ValueError(f"defect sizes must be positive and the radius at most 0.5 (got {params})")
     out = Path(out)
-    (out / "references").mkdir(parents=True, exist_ok=True)
+    check_output(out, folder=True, keep="manifest.json")
+    load_surface(source, MIN_POINTS, seed)  # an unreadable source is refused before anything is written
+    with staged_folder(out) as staging:
+        return _write_dataset(source, staging, n, defects, n_points, normal_fraction, n_references, noise,
+                              params, seed)
+
+
+def _write_dataset(source, out: Path, n, defects, n_points, normal_fraction, n_references, noise, params,
+                   seed) -> dict:
+    (out / "references").mkdir()
     rng = np.random.default_rng(seed)
     n_normal = int(round(n * normal_fraction))
     kinds = ["good"] * n_normal + [defects[i % len(defects)] for i in range(n - n_normal)]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agent3d.io import atomic_write
+
 VIEWS = ((25, -60), (25, 120), (85, -90), (0, 0))  # (elevation, azimuth) in degrees
 MAX_DRAWN = 30000
 
@@ -86,8 +88,7 @@ def render(path: str | Path, points: np.ndarray, scores: np.ndarray | None = Non
     if title:
         figure.suptitle(title, fontsize=9)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
     plt.close(figure)
     return path
 

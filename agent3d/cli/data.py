@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from agent3d.cli.common import exit_codes
-from agent3d.io import read_cloud
+from agent3d.io import check_output, read_cloud
 
 
 def synth(
@@ -52,6 +52,7 @@ def render(
     with exit_codes():
         if not 2 <= views <= 4 or width < 100 or height < 100:
             raise ValueError("--views must be 2-4 and the image at least 100x100 pixels")
+        check_output(out, folder=False)
         if path.suffix.lower() == ".ply":
             points, fields = read_ply_fields(path)
         else:

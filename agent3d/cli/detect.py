@@ -14,7 +14,7 @@ from rich.table import Table
 from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
-from agent3d.io import read_cloud, read_gt, read_references, write_json, write_ply
+from agent3d.io import check_output, read_cloud, read_gt, read_references, write_json, write_ply
 
 
 def make_scorer(references: list[Path], name: str, seed: int):
@@ -58,6 +58,8 @@ def detect(
     with exit_codes():
         config = config_from(DetectConfig, options, guidance=read_guidance(options["guidance"]))
         backend_config = config_from(BackendConfig, options)
+        if out is not None:
+            check_output(out, folder=True)
         if config.gating == "llm":
             load_prompt(config.prompt, config.prompts_dir)  # a bad --prompt is refused before the model loads
         cloud = load_input(file, gt)
@@ -65,15 +67,18 @@ def detect(
         llm = backend_config.build(log_dir) if config.gating == "llm" else None
         result = run_detect(cloud, config, llm, fitted)
     if out is not None:
-        write_outputs(out, cloud, result)
+        written = write_outputs(out, cloud, result)
+        if not as_json:
+            typer.echo(f"written: {', '.join(map(str, written))}", err=True)
     if as_json:
         typer.echo(json.dumps(result.to_json()))
     else:
         print_detection(result, cloud)
 
 
-def write_outputs(out: Path, cloud: PointCloud, result: Detection) -> None:
-    """Write ``detection.json`` and ``scores.ply`` (fields anomaly_score, suspect, scored, label)."""
+def write_outputs(out: Path, cloud: PointCloud, result: Detection) -> list[Path]:
+    """Write ``detection.json`` and ``scores.ply`` (fields anomaly_score, suspect, scored, label); return
+    their paths."""
     suspect = np.zeros(len(cloud), dtype=np.float32)
     suspect[[s.index for s in result.suspects]] = 1
     fields = {"anomaly_score": result.scores, "suspect": suspect, "scored": result.scored}
@@ -81,6 +86,7 @@ def write_outputs(out: Path, cloud: PointCloud, result: Detection) -> None:
         fields["label"] = cloud.labels
     write_ply(out / "scores.ply", cloud.points, fields)
     write_json(out / "detection.json", {"file": cloud.source, **result.to_json()})
+    return [out / "detection.json", out / "scores.ply"]
 
 
 def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None:

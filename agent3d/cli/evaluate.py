@@ -29,7 +29,8 @@ def evaluate(
     from agent3d.evaluation.datasets import load_dataset
     from agent3d.evaluation.report import write_report
     from agent3d.evaluation.summary import summarize
-    from agent3d.evaluation.runner import EvalConfig, prepare_output, run_evaluation
+    from agent3d.evaluation.runner import EvalConfig, check_config, done_keys, run_evaluation
+    from agent3d.io import check_output, read_references
     from agent3d.llm.transformers import adapter_digest, resolve_adapter
     from agent3d.prompts import load_prompt
 
@@ -42,11 +43,14 @@ def evaluate(
         hashes = {name: load_prompt(name, detect_config.prompts_dir).digest for name in prompts}
         adapter = resolve_adapter(backend_config.adapter) if "llm" in gatings else None
         data = load_dataset(dataset)
+        read_references(reference)  # a bad --reference is refused before anything is written
+        check_output(out, folder=True, keep="config.json")
         config = EvalConfig(dataset=str(dataset), layout=data.layout, gatings=gatings, prompts=prompts,
                             prompt_hashes=hashes, references=[str(r) for r in reference], detect=detect_config,
                             backend=backend_config, adapter_hash=adapter_digest(adapter) if adapter else None,
                             version=__version__)
-        total, done = len(data.samples) * len(config.runs()), len(prepare_output(out, config))
+        check_config(out, config)
+        total, done = len(data.samples) * len(config.runs()), len(done_keys(out))
         with evaluation_progress(total, done, out) as on_record:
             run_evaluation(data, config, out, workers, on_record)
         llm = "llm" in gatings
@@ -61,19 +65,24 @@ def evaluate(
 
 
 def evaluation_progress(total: int, done: int, out: Path):
-    """A rich progress bar over (sample, run) records with the running pooled P-AUROC per run
-    (over the records of this session)."""
+    """A rich progress bar over (sample, run) records with the failures so far and the running pooled
+    P-AUROC per run (over the records of this session)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from sklearn.metrics import roc_auc_score
 
     @contextmanager
     def bar():
         seen: dict[str, tuple[list, list]] = {}
+        failed = [0]
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       TextColumn("{task.fields[auroc]}"), console=Console(stderr=True)) as progress:
             task = progress.add_task("evaluating", total=total, completed=done, auroc="")
 
             def on_record(record: dict) -> None:
+                if "failed" in record:
+                    failed[0] += 1
+                    progress.update(task, advance=1, description=f"evaluating ({failed[0]} failed)")
+                    return
                 name = f"{record['gating']}/{record['prompt']}" if record["prompt"] else record["gating"]
                 arrays = np.load(out / record["scores_file"])
                 labels, scores = seen.setdefault(name, ([], []))
@@ -106,5 +115,8 @@ def print_summary(summary: dict, out: Path) -> None:
     for row in table_rows(summary):
         table.add_row(*row)
     console.print(table)
+    if summary.get("n_failed"):
+        console.print(f"[red]{summary['n_failed']} runs failed[/red] (not in the metrics; reasons in "
+                      f"{out / 'samples.jsonl'}), e.g. {summary['failures'][0]['reason']}", soft_wrap=True)
     console.print(f"written: {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}, {out / 'roc.png'}",
                   soft_wrap=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from agent3d.evaluation.metrics import auroc
 from agent3d.evaluation.summary import COLUMNS, read_records, run_name, table_rows
-from agent3d.io import write_json
+from agent3d.io import atomic_write, write_json, write_text
 
 
 def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.ndarray] | None = None) -> None:
@@ -32,7 +32,10 @@ def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.
     lines += ["", "P-AUROC, O-AUROC, AUPRO and AP: per class, then mean over classes. Suspect recall: GT regions "
               "with a suspect (or, for saliency/random, a seed) within the region radius. Tokens and seconds: "
               "mean per sample.", "", "![ROC](roc.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    if summary.get("n_failed"):
+        lines += [f"## {summary['n_failed']} runs failed (not in the metrics)", "",
+                  *[f"- `{f['key']}`: {f['reason']}" for f in summary["failures"]], ""]
+    write_text(out / "report.md", "\n".join(lines))
     plot_roc(out, summary)
     if load_points is not None:
         examples = render_examples(out, summary, load_points)
@@ -62,7 +65,7 @@ def plot_roc(out: Path, summary: dict) -> None:
              title="Point-level ROC per gating", xlim=(0, 1), ylim=(0, 1))
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    figure.savefig(out / "roc.png")
+    atomic_write(out / "roc.png", lambda tmp: figure.savefig(tmp, format="png"))
     plt.close(figure)
 
 
@@ -111,7 +114,7 @@ def write_html(out: Path, summary: dict, examples: list[dict]) -> Path:
                    "interactive": markupsafe.Markup(_interactive(e["points"], e["scores"]))
                    if e["points"] is not None else ""} for e in examples])
     path = out / "report.html"
-    path.write_text(page)
+    write_text(path, page)
     return path
 
 

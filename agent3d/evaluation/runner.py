@@ -8,9 +8,11 @@ what is done; a different configuration in the same folder is refused.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.evaluation.datasets import Dataset, Sample
 from agent3d.evaluation.metrics import gt_regions, region_radius, suspect_recall
-from agent3d.io import InputError, read_references
+from agent3d.io import InputError, atomic_write, read_references, write_text
+from agent3d.llm.base import BackendError
 from agent3d.scoring import RegistrationError
 
 RESUMABLE = ("no_cache", "timeout", "retry_seconds", "device")
@@ -82,8 +85,41 @@ def run_key(sample: Sample, gating: str, prompt: str | None) -> str:
     return f"{sample.class_name}/{sample.name}/{gating}/{prompt or '-'}"
 
 
+class RunLocked(InputError):
+    """Another process is writing into the same output folder."""
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` (an exclusive ``flock``) while a run writes into ``out``; the kernel releases it
+    when the process ends, however it ends.
+
+    Raises
+    ------
+    RunLocked
+        When another process holds it (the message gives its pid).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RunLocked(out, f"another agent3d run (pid {handle.read().strip() or '?'}) is writing here; "
+                                 "wait for it or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def prepare_output(out: Path, config: EvalConfig) -> set[str]:
-    """Create or reopen ``out``: check ``config.json``, drop a torn last line, return the keys done.
+    """Create or reopen ``out`` (the caller holds :func:`run_lock`): check ``config.json``, drop a torn
+    last line, return the keys done.
 
     Raises
     ------
@@ -92,25 +128,49 @@ def prepare_output(out: Path, config: EvalConfig) -> set[str]:
     """
     out.mkdir(parents=True, exist_ok=True)
     (out / "scores").mkdir(exist_ok=True)
-    recorded = out / "config.json"
-    current = config.flat()
-    if recorded.is_file():
-        try:
-            previous = EvalConfig.model_validate_json(recorded.read_text()).flat()
-        except ValueError:
-            raise ConfigMismatch(f"{recorded}: not a configuration of this agent3d version; use another --out") from None
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-        if changed:
-            raise ConfigMismatch(f"{out}: holds a run with another configuration ({', '.join(changed)} differ); "
-                                 "use another --out or the same settings")
-    else:
-        recorded.write_text(config.model_dump_json(indent=2) + "\n")
+    if not check_config(out, config):
+        write_text(out / "config.json", config.model_dump_json(indent=2) + "\n")
     lines = out / "samples.jsonl"
     if not lines.is_file():
         return set()
-    records = [r for r in (_parse(line) for line in lines.read_text().splitlines()) if r is not None]
-    lines.write_text("".join(json.dumps(r) + "\n" for r in records))  # a killed writer may leave a torn line
+    text = lines.read_text()
+    records = [r for r in (_parse(line) for line in text.splitlines()) if r is not None]
+    kept = "".join(json.dumps(r) + "\n" for r in records)
+    if kept != text:  # a killed writer left a torn line: replace the file whole, never truncate it in place
+        write_text(lines, kept)
     return {r["key"] for r in records}
+
+
+def check_config(out: Path, config: EvalConfig) -> bool:
+    """True when ``out/config.json`` records ``config`` (settings a resume may change aside), False when
+    there is none (read only).
+
+    Raises
+    ------
+    ConfigMismatch
+        When it records another configuration (the message names the fields).
+    """
+    recorded = out / "config.json"
+    if not recorded.is_file():
+        return False
+    try:
+        previous = EvalConfig.model_validate_json(recorded.read_text()).flat()
+    except ValueError:
+        raise ConfigMismatch(f"{recorded}: not a configuration of this agent3d version; use another --out") from None
+    current = config.flat()
+    changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    if changed:
+        raise ConfigMismatch(f"{out}: holds a run with another configuration ({', '.join(changed)} differ); "
+                             "use another --out or the same settings")
+    return True
+
+
+def done_keys(out: Path) -> set[str]:
+    """Keys of the records ``out/samples.jsonl`` holds (read only; empty when there is none)."""
+    path = out / "samples.jsonl"
+    if not path.is_file():
+        return set()
+    return {r["key"] for r in (_parse(line) for line in path.read_text().splitlines()) if r is not None}
 
 
 def _parse(line: str) -> dict | None:
@@ -133,43 +193,68 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
                     references: list[str], out: Path) -> list[dict]:
     """Run every (gating, prompt) of ``runs`` on one sample; write score files; return the records.
 
+    A run that cannot be done (an unreadable sample or reference, a cloud the scorer cannot use) gives a
+    record with ``"failed"``: the reason, naming the file; the batch goes on.
+
     Raises
     ------
-    agent3d.io.InputError
-        Unreadable sample or reference.
     agent3d.llm.base.BackendError
-        When the model cannot be reached.
+        When the model cannot be reached (the batch stops; a rerun resumes).
     """
-    from agent3d.pipeline import detect
-
-    cloud = sample.load()
-    radius = region_radius(cloud.points)
-    regions = gt_regions(cloud.points, cloud.labels, radius)
-    scorer = _scorer(sample.class_name, references, config.detect.scorer, config.detect.seed)
+    try:
+        cloud = sample.load()
+        radius = region_radius(cloud.points)
+        regions = gt_regions(cloud.points, cloud.labels, radius)
+        scorer = _scorer(sample.class_name, references, config.detect.scorer, config.detect.seed)
+    except BackendError:
+        raise
+    except Exception as error:  # recorded, counted in the summary, never silent
+        return [failure(sample, gating, prompt, error) for gating, prompt in runs]
     records = []
     for gating, prompt in runs:
-        detect_config = config.detect.model_copy(update={"gating": gating, "prompt": prompt or config.detect.prompt})
         try:
-            result = detect(cloud, detect_config, _backend(config, out) if gating == "llm" else None, scorer)
-        except RegistrationError as error:
-            raise InputError(sample.path, str(error)) from None
-        key = run_key(sample, gating, prompt)
-        scores_file = Path("scores") / (key.replace("/", "__") + ".npz")
-        np.savez_compressed(out / scores_file, scores=result.scores.astype(np.float32), labels=cloud.labels,
-                            regions=regions.astype(np.int32))
-        hit, total = suspect_recall(cloud.points, regions, np.asarray(result.seeds, dtype=np.int64), radius)
-        llm = result.llm
-        records.append({
-            "key": key, "class": sample.class_name, "sample": sample.name, "gating": gating, "prompt": prompt,
-            "label": int(cloud.labels.max()), "object_score": result.object_score,
-            "n_points": result.n_points, "n_scored": result.n_scored,
-            "regions": total, "regions_hit": hit if gating != "all" else None,
-            "tokens_prompt": llm.prompt_tokens if llm else 0, "tokens_completion": llm.completion_tokens if llm else 0,
-            "llm_seconds": round(llm.seconds, 3) if llm else 0.0, "seconds": round(result.seconds, 3),
-            "llm_failures": len(llm.failures) if llm else 0, "dropped": llm.dropped if llm else None,
-            "suspects": [s.to_json() for s in result.suspects], "seeds": result.seeds,
-            "scorer": result.scorer, "scores_file": str(scores_file)})
+            records.append(_run(sample, cloud, regions, radius, scorer, gating, prompt, config, out))
+        except BackendError:
+            raise
+        except Exception as error:
+            records.append(failure(sample, gating, prompt, error))
     return records
+
+
+def failure(sample: Sample, gating: str, prompt: str | None, error: Exception) -> dict:
+    """The record of a run that could not be done, with the reason in one line naming the file."""
+    reason = str(error) if isinstance(error, InputError) else f"{sample.path}: {type(error).__name__}: {error}"
+    return {"key": run_key(sample, gating, prompt), "class": sample.class_name, "sample": sample.name,
+            "gating": gating, "prompt": prompt, "failed": " ".join(reason.split())[:500]}
+
+
+def _run(sample: Sample, cloud, regions: np.ndarray, radius: float, scorer, gating: str, prompt: str | None,
+         config: EvalConfig, out: Path) -> dict:
+    from agent3d.pipeline import detect
+
+    detect_config = config.detect.model_copy(update={"gating": gating, "prompt": prompt or config.detect.prompt})
+    try:
+        result = detect(cloud, detect_config, _backend(config, out) if gating == "llm" else None, scorer)
+    except RegistrationError as error:
+        raise InputError(sample.path, str(error)) from None
+    key = run_key(sample, gating, prompt)
+    scores_file = Path("scores") / (key.replace("/", "__") + ".npz")
+    atomic_write(out / scores_file, lambda tmp: np.savez_compressed(
+        tmp, scores=result.scores.astype(np.float32), labels=cloud.labels, regions=regions.astype(np.int32)))
+    hit, total = suspect_recall(cloud.points, regions, np.asarray(result.seeds, dtype=np.int64), radius)
+    llm = result.llm
+    return {
+        "key": key, "class": sample.class_name, "sample": sample.name, "gating": gating, "prompt": prompt,
+        "label": int(cloud.labels.max()), "object_score": result.object_score,
+        "n_points": result.n_points, "n_scored": result.n_scored,
+        "regions": total, "regions_hit": hit if gating != "all" else None,
+        "tokens_prompt": llm.prompt_tokens if llm else 0, "tokens_completion": llm.completion_tokens if llm else 0,
+        "llm_seconds": round(llm.seconds, 3) if llm else 0.0, "seconds": round(result.seconds, 3),
+        "llm_calls": llm.calls if llm else 0, "llm_retries": llm.transport_retries if llm else 0,
+        "llm_cached": llm.cached if llm else 0,
+        "llm_failures": len(llm.failures) if llm else 0, "dropped": llm.dropped if llm else None,
+        "suspects": [s.to_json() for s in result.suspects], "seeds": result.seeds,
+        "scorer": result.scorer, "scores_file": str(scores_file)}
 
 
 def _scorer(class_name: str, references: list[str], name: str, seed: int):
@@ -193,7 +278,8 @@ def _backend(config: EvalConfig, out: Path):
 
 def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int = 1,
                    on_record: Callable[[dict], None] | None = None) -> int:
-    """Evaluate every pending (sample, gating, prompt); append each record as its sample finishes.
+    """Evaluate every pending (sample, gating, prompt); append each record as its sample finishes, holding
+    the folder's lock (:func:`run_lock`) throughout. A run that fails is a record with ``"failed"``.
 
     Parameters
     ----------
@@ -212,18 +298,21 @@ def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int
 
     Raises
     ------
-    ConfigMismatch, agent3d.io.InputError, agent3d.llm.base.BackendError
+    RunLocked
+        Another process is writing into ``out``.
+    ConfigMismatch, agent3d.llm.base.BackendError
     """
-    done = prepare_output(out, config)
-    pending = [(s, [r for r in config.runs() if run_key(s, *r) not in done]) for s in dataset.samples]
-    pending = [(s, runs) for s, runs in pending if runs]
-    written = 0
-    for records in _results(pending, config, dataset, out, workers):
-        for record in records:
-            append_record(out, record)
-            written += 1
-            if on_record:
-                on_record(record)
+    with run_lock(out):
+        done = prepare_output(out, config)
+        pending = [(s, [r for r in config.runs() if run_key(s, *r) not in done]) for s in dataset.samples]
+        pending = [(s, runs) for s, runs in pending if runs]
+        written = 0
+        for records in _results(pending, config, dataset, out, workers):
+            for record in records:
+                append_record(out, record)
+                written += 1
+                if on_record:
+                    on_record(record)
     return written
 
 

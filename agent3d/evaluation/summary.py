@@ -19,6 +19,7 @@ COLUMNS = [("p_auroc", "P-AUROC"), ("o_auroc", "O-AUROC"), ("aupro", "AUPRO"), (
            ("suspect_recall", "suspect recall"), ("fraction_scored", "fraction scored"),
            ("tokens_prompt", "prompt tokens"), ("tokens_completion", "completion tokens"),
            ("llm_seconds", "LLM s"), ("seconds", "seconds")]
+MAX_LISTED = 50  # failures listed by name in summary.json and the report (all are counted)
 
 
 def run_name(gating: str, prompt: str | None) -> str:
@@ -26,12 +27,14 @@ def run_name(gating: str, prompt: str | None) -> str:
     return f"{gating}/{prompt}" if prompt else gating
 
 
-def read_records(out: Path) -> list[dict]:
-    """The records of ``out/samples.jsonl`` (empty when there is none)."""
+def read_records(out: Path, failed: bool = False) -> list[dict]:
+    """The records of ``out/samples.jsonl`` (empty when there is none): the finished runs, or with
+    ``failed=True`` those that could not be done (they carry ``"failed"``, the reason)."""
     path = Path(out) / "samples.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if ("failed" in r) == failed]
 
 
 def class_metrics(out: Path, records: list[dict]) -> dict:
@@ -88,13 +91,16 @@ def summarize(out: Path, runs: list[tuple[str, str | None]], meta: dict) -> dict
     ValueError
         When the folder holds no record.
     """
-    records = read_records(out)
+    records, failures = read_records(out), read_records(out, failed=True)
     if not records:
-        raise ValueError(f"{out}: no finished sample to summarize")
+        first = f"; e.g. {failures[0]['failed']}" if failures else ""
+        raise ValueError(f"{out}: no finished sample to summarize ({len(failures)} failed{first})")
     grouped = defaultdict(list)
     for record in records:
         grouped[run_name(record["gating"], record["prompt"])].append(record)
     per_run = {run_name(*r): run_metrics(out, grouped[run_name(*r)]) for r in runs if grouped[run_name(*r)]}
+    for name, metrics in per_run.items():
+        metrics["failed"] = sum(run_name(f["gating"], f["prompt"]) == name for f in failures)
     first = next(iter(per_run))
     per_gating, per_prompt = {}, {}
     for (gating, prompt) in runs:
@@ -105,7 +111,8 @@ def summarize(out: Path, runs: list[tuple[str, str | None]], meta: dict) -> dict
                 per_prompt[prompt] = per_run[name]
     scorers = ", ".join(sorted({r["scorer"] for r in records}))  # what really scored, class by class
     return {**per_run[first], "run": first, "per_gating": per_gating, "per_prompt": per_prompt,
-            "per_run": per_run, "scorer": scorers, **meta}
+            "per_run": per_run, "scorer": scorers, "n_failed": len(failures),
+            "failures": [{"key": f["key"], "reason": f["failed"]} for f in failures[:MAX_LISTED]], **meta}
 
 
 def table_rows(summary: dict) -> list[list[str]]:

@@ -6,8 +6,12 @@ knows which model it talks to. Parsing and validation of the reply belong to the
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -35,6 +39,10 @@ class Reply:
         Wall time of the request (0 for a cache hit).
     cached : bool
         True when the reply came from the response cache.
+    retries : int
+        Transport retries it took (a 429, a 5xx, a timeout, a dropped connection), 0 for most.
+    cache_key : str
+        The cache entry it was stored under ("" when not cached), so an unusable reply can be discarded.
     """
 
     text: str
@@ -42,6 +50,8 @@ class Reply:
     completion_tokens: int
     seconds: float
     cached: bool = False
+    retries: int = 0
+    cache_key: str = ""
 
 
 class Backend(Protocol):
@@ -54,8 +64,8 @@ class Backend(Protocol):
     model : str
         Model name or GGUF file name.
     params : dict
-        Decoding parameters that change the reply (temperature, max tokens, seed ...); part of
-        the cache key.
+        Everything besides the messages that changes the reply (decoding parameters, the weights'
+        sha256, the server); part of the cache key.
     """
 
     name: str
@@ -96,3 +106,33 @@ def response_schema(model: type[BaseModel]) -> dict:
         return node
 
     return inline(schema)
+
+
+def redact_url(url: str | None) -> str | None:
+    """``url`` with any user name and password replaced by ``***`` (for records, logs and messages).
+
+    >>> redact_url("http://user:secret@host:8000/v1")
+    'http://***@host:8000/v1'
+    """
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_sha256(paths: list[Path]) -> str:
+    """Hex sha256 of the files' bytes in order, computed once per process for unchanged files."""
+    key = tuple((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        for path in paths:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]

@@ -1,7 +1,9 @@
 """A disk cache of replies, so a rerun of the same prompt costs nothing.
 
-Keyed by sha256 of (backend, model, messages, schema, decoding parameters). One JSON file per
-reply under ``$AGENT3D_CACHE_DIR`` (default ``~/.cache/agent3d/llm``).
+Keyed by sha256 of (backend, model, messages, schema, params), where a backend's params hold its decoding
+parameters and what identifies the model (a GGUF's sha256, the server URL without credentials). One JSON file
+per reply under ``$AGENT3D_CACHE_DIR`` (default ``~/.cache/agent3d/llm``). Only usable replies stay: empty or
+oversized replies are never stored, and the agent discards (:func:`discard`) a reply it could not use.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 from agent3d.llm.base import Backend, Messages, Reply
+
+MAX_STORED_CHARS = 65536  # a reply longer than this (a runaway or hostile server) is never stored
 
 
 def default_cache_dir() -> Path:
@@ -46,17 +51,27 @@ class CachedBackend:
         if path.is_file():
             try:
                 stored = json.loads(path.read_text())
-                return Reply(text=stored["text"], prompt_tokens=stored["prompt_tokens"],
-                             completion_tokens=stored["completion_tokens"], seconds=0.0, cached=True)
-            except (OSError, ValueError, KeyError):
+                return Reply(text=str(stored["text"]), prompt_tokens=int(stored["prompt_tokens"]),
+                             completion_tokens=int(stored["completion_tokens"]), seconds=0.0, cached=True,
+                             cache_key=str(path))
+            except (OSError, ValueError, KeyError, TypeError):
                 pass  # a damaged entry is simply asked again
         reply = self.backend.complete(messages, schema)
+        if not reply.text.strip() or len(reply.text) > MAX_STORED_CHARS:
+            return reply
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({"text": reply.text, "prompt_tokens": reply.prompt_tokens,
                                    "completion_tokens": reply.completion_tokens}))
         os.replace(tmp, path)
+        reply.cache_key = str(path)
         return reply
 
     def count_tokens(self, messages: Messages) -> int:
         return self.backend.count_tokens(messages)
+
+
+def discard(reply: Reply) -> None:
+    """Remove the cache entry of a reply that turned out unusable, so a rerun asks the model again."""
+    if reply.cache_key:
+        Path(reply.cache_key).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from agent3d.io import InputError
-from agent3d.llm.base import BackendError, Messages, Reply
+from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
 
 CHAT_OVERHEAD_TOKENS = 4  # role markers around each message in ChatML-style templates
 
@@ -78,7 +78,8 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError) as error:
             raise InputError(path, f"not a loadable GGUF model ({error})") from None
         self.model = path.name
-        self.params = {"n_ctx": n_ctx, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        self.params = {"n_ctx": n_ctx, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
+                       "sha256": file_sha256([path])}  # two different model.gguf files never share replies
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
         start = time.perf_counter()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from agent3d.llm.base import Backend, BackendError, Messages, Reply
+from agent3d.llm.cache import MAX_STORED_CHARS
 
 LOG_NAME = "llm_log.jsonl"
 
@@ -42,7 +43,8 @@ class LoggedBackend:
         except BackendError as error:
             self._append({**entry, "error": str(error)})
             raise
-        self._append({**entry, "reply": reply.text, "prompt_tokens": reply.prompt_tokens,
+        text = reply.text if len(reply.text) <= MAX_STORED_CHARS else reply.text[:MAX_STORED_CHARS] + " [truncated]"
+        self._append({**entry, "reply": text, "retries": reply.retries, "prompt_tokens": reply.prompt_tokens,
                       "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3),
                       "cached": reply.cached})
         return reply

@@ -16,7 +16,7 @@ import random
 import time
 import urllib.request
 
-from agent3d.llm.base import BackendError, Messages, Reply
+from agent3d.llm.base import BackendError, Messages, Reply, redact_url
 
 CHARS_PER_TOKEN = 4.0  # fallback estimate when no tokenizer can be reached
 
@@ -60,13 +60,25 @@ class OpenAIBackend:
         self.max_retries, self.retry_seconds = max_retries, retry_seconds
         self._openai = openai
         self.base_url = base_url
+        self.server = redact_url(base_url) or "OpenAI"  # what messages, records and logs name
         self.model = model
-        self.params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        self._decoding = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        self.params = {**self._decoding, "server": self.server}
         self.schema_mode = "json_schema"
         self._server_tokenizer = True
+        self._retries = 0
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
+        """One reply; the transport retries it took are in ``Reply.retries``.
+
+        Raises
+        ------
+        BackendError
+            The server cannot be reached, keeps failing, or answers something that is not a chat completion
+            (the message names the server, with any credentials in its URL redacted).
+        """
         start = time.perf_counter()
+        self._retries = 0
         try:
             out = None
             if self.schema_mode == "json_schema":
@@ -84,12 +96,21 @@ class OpenAIBackend:
                 out = self._create(patched, {"type": "json_object", "schema": schema})
         except self._openai.APIError as error:
             detail = " ".join(str(getattr(error, "message", error)).split())[:300]
-            raise BackendError(f"{self.base_url or 'OpenAI'}: {type(error).__name__}: {detail}") from None
-        usage = out.usage
-        return Reply(text=out.choices[0].message.content or "",
-                     prompt_tokens=int(usage.prompt_tokens if usage else 0),
-                     completion_tokens=int(usage.completion_tokens if usage else 0),
-                     seconds=time.perf_counter() - start)
+            raise BackendError(f"{self.server}: {type(error).__name__}: {detail}") from None
+        except (ValueError, TypeError, AttributeError) as error:  # a body the SDK could not decode
+            raise BackendError(f"{self.server}: malformed response ({type(error).__name__}: "
+                               f"{' '.join(str(error).split())[:120]})") from None
+        try:
+            text = out.choices[0].message.content or ""
+            usage = out.usage
+            tokens = (int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)) if usage else (0, 0)
+        except (AttributeError, IndexError, TypeError, ValueError):
+            shown = " ".join(str(out).split())[:120]
+            raise BackendError(f"{self.server}: malformed response, not a chat completion ({shown})") from None
+        if not isinstance(text, str):
+            raise BackendError(f"{self.server}: malformed response (message content is {type(text).__name__})")
+        return Reply(text=text, prompt_tokens=tokens[0], completion_tokens=tokens[1],
+                     seconds=time.perf_counter() - start, retries=self._retries)
 
     def _create(self, messages: Messages, response_format: dict):
         """One chat completion, retried on transient failures (see the module docstring)."""
@@ -99,12 +120,13 @@ class OpenAIBackend:
         for attempt in range(self.max_retries + 1):
             try:
                 return self._client.chat.completions.create(model=self.model, messages=messages,
-                                                            response_format=response_format, **self.params)
+                                                            response_format=response_format, **self._decoding)
             except transient as error:
                 delay = backoff(attempt, retry_after(error))
                 refusal = isinstance(error, self._openai.APIStatusError) and refuses_json_schema(error)
                 if refusal or attempt == self.max_retries or time.monotonic() + delay > deadline:
                     raise
+                self._retries += 1
                 time.sleep(delay)
 
     def count_tokens(self, messages: Messages) -> int:

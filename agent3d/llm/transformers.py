@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent3d.io import InputError
-from agent3d.llm.base import BackendError, Messages, Reply
+from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
 
 ADAPTER_RECORD = "tune.json"
 
@@ -61,12 +61,7 @@ def model_identity(model: str | Path | None) -> ModelIdentity:
             raise InputError(path, "not a Hugging Face model folder (no *.safetensors or *.bin weights)")
     else:
         raise InputError(path, "no such model file or folder")
-    digest = hashlib.sha256()
-    for file in files:
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return ModelIdentity(path=str(path), name=path.name, sha256=digest.hexdigest())
+    return ModelIdentity(path=str(path), name=path.name, sha256=file_sha256(files))
 
 
 def read_adapter_record(adapter: str | Path) -> dict:

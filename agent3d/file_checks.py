@@ -1,0 +1,201 @@
+"""What a file claims against what it holds, checked before any reader trusts it.
+
+open3d reads whatever a PLY or PCD header says and fills the gaps silently (a missing ``z`` becomes
+uninitialised memory, rows missing from an ASCII file become points at the origin, a header claiming
+two billion vertices is allocated). These checks read the header, compare its counts and properties
+with the bytes or rows that follow, and raise :class:`InputError` on any mismatch, without allocating
+anything sized by the header.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+MAX_HEADER_LINES = 200
+PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2,
+             "uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4,
+             "double": 8, "float64": 8}
+
+
+class InputError(ValueError):
+    """A file that cannot be used, with the file and the reason in one line.
+
+    Parameters
+    ----------
+    path : str or Path
+        The offending file.
+    reason : str
+        What is wrong with it, in a few words.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):  # crosses process boundaries (joblib, dask) intact
+        return (type(self), (self.path, self.reason))
+
+
+def check_file(path: str | os.PathLike) -> Path:
+    """The path, when it names a readable regular file.
+
+    Raises
+    ------
+    InputError
+        No such file, a folder, a FIFO or device, a symbolic-link loop, or no permission.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except OSError as error:
+        reason = "symbolic link loop" if error.errno == errno.ELOOP else (error.strerror or "cannot open").lower()
+        raise InputError(path, reason) from None
+    if stat.S_ISDIR(mode):
+        raise InputError(path, "is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise InputError(path, "not a regular file (a FIFO, socket or device)")
+    if not os.access(path, os.R_OK):
+        raise InputError(path, "permission denied")
+    return path
+
+
+def _header(path: Path, magic: bytes, end: bytes) -> tuple[list[list[bytes]], int, int]:
+    """Header lines split in words, the offset where data starts, the file size."""
+    with open(path, "rb") as handle:
+        first = handle.readline(256).strip()
+        if magic and first != magic:
+            raise InputError(path, f"not a {magic.decode().upper()} file (no '{magic.decode()}' magic line)")
+        lines = [] if magic else [first.split()]
+        while not (lines and lines[-1][:1] == [end]):
+            line = handle.readline(4096)
+            if not line or len(lines) > MAX_HEADER_LINES:
+                raise InputError(path, f"header has no '{end.decode()}' line")
+            lines.append(line.split())
+        return lines, handle.tell(), os.fstat(handle.fileno()).st_size
+
+
+def _count(path: Path, word: bytes, what: str) -> int:
+    try:
+        value = int(word)
+    except ValueError:
+        raise InputError(path, f"{what} is not a number ({word.decode(errors='replace')})") from None
+    if value < 0:
+        raise InputError(path, f"{what} is negative ({value})")
+    return value
+
+
+def _data_lines(path: Path, offset: int, needed: int) -> list[int]:
+    """Token counts of the first ``needed`` non-empty lines after ``offset`` (fewer when the file ends)."""
+    counts = []
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        for line in handle:
+            if len(counts) >= needed:
+                break
+            words = len(line.split())
+            if words:
+                counts.append(words)
+    return counts
+
+
+def check_ply(path: Path) -> None:
+    """Check a PLY header against its data: a ``vertex`` element with scalar ``x y z``, and as many
+    bytes (binary) or rows with as many values (ASCII) as the header promises.
+
+    Raises
+    ------
+    InputError
+        Any mismatch, naming the file.
+    """
+    lines, offset, size = _header(path, b"ply", b"end_header")
+    fmt = next((w[1] for w in lines if w[:1] == [b"format"] and len(w) > 1), None)
+    if fmt not in (b"ascii", b"binary_little_endian", b"binary_big_endian"):
+        raise InputError(path, "PLY header has no valid 'format' line")
+    elements = []  # [name, count, [(property, type or b"list")]]
+    for words in lines:
+        if words[:1] == [b"element"] and len(words) == 3:
+            elements.append([words[1], _count(path, words[2], f"element {words[1].decode()} count"), []])
+        elif words[:1] == [b"property"] and elements and len(words) >= 3:
+            kind = b"list" if words[1] == b"list" else words[1]
+            if kind != b"list" and kind.decode(errors="replace") not in PLY_SIZES:
+                raise InputError(path, f"unknown PLY property type '{kind.decode(errors='replace')}'")
+            elements[-1][2].append((words[-1], kind))
+    vertex = next((e for e in elements if e[0] == b"vertex"), None)
+    if vertex is None:
+        raise InputError(path, "PLY header has no 'element vertex' line")
+    scalar = {name for name, kind in vertex[2] if kind != b"list"}
+    missing = [axis for axis in ("x", "y", "z") if axis.encode() not in scalar]
+    if missing:
+        raise InputError(path, f"PLY vertices have no '{missing[0]}' property")
+    if fmt == b"ascii":
+        _check_ascii_ply(path, elements, offset)
+    else:
+        _check_binary_ply(path, elements, size - offset)
+
+
+def _check_ascii_ply(path: Path, elements: list, offset: int) -> None:
+    before = 0
+    for name, count, properties in elements:
+        if name == b"vertex":
+            break
+        before += count
+    vertex = next(e for e in elements if e[0] == b"vertex")
+    rows = _data_lines(path, offset, before + vertex[1])[before:]
+    if len(rows) < vertex[1]:
+        raise InputError(path, f"ASCII PLY header promises {vertex[1]} vertices, the file holds {len(rows)}")
+    if not any(kind == b"list" for _, kind in vertex[2]):
+        short = next((i for i, n in enumerate(rows) if n != len(vertex[2])), None)
+        if short is not None:
+            raise InputError(path, f"vertex row {short + 1} has {rows[short]} values, the header declares "
+                                   f"{len(vertex[2])}")
+
+
+def _check_binary_ply(path: Path, elements: list, data_bytes: int) -> None:
+    needed = 0
+    for _, count, properties in elements:
+        if any(kind == b"list" for _, kind in properties):
+            break  # variable-size elements: only what precedes them can be checked
+        needed += count * sum(PLY_SIZES[kind.decode()] for _, kind in properties)
+    if data_bytes < needed:
+        raise InputError(path, f"truncated binary PLY ({data_bytes} bytes of data, header needs {needed})")
+
+
+def check_pcd(path: Path) -> None:
+    """Check a PCD header against its data: fields ``x y z``, ``POINTS`` = ``WIDTH * HEIGHT``, and as
+    many rows (ascii) or bytes (binary) as ``POINTS`` promises.
+
+    Raises
+    ------
+    InputError
+        Any mismatch, naming the file.
+    """
+    lines, offset, size = _header(path, b"", b"DATA")
+    fields = {w[0].upper(): w[1:] for w in lines if w and not w[0].startswith(b"#")}
+    names = [f.decode(errors="replace") for f in fields.get(b"FIELDS", [])]
+    missing = [axis for axis in ("x", "y", "z") if axis not in names]
+    if missing:
+        raise InputError(path, f"PCD has no '{missing[0]}' field")
+    points = _count(path, (fields.get(b"POINTS") or [b"?"])[0], "POINTS")
+    width = _count(path, (fields.get(b"WIDTH") or [b"?"])[0], "WIDTH")
+    height = _count(path, (fields.get(b"HEIGHT") or [b"1"])[0], "HEIGHT")
+    if points != width * height:
+        raise InputError(path, f"POINTS {points} differs from WIDTH x HEIGHT = {width * height}")
+    data = fields[b"DATA"][0].lower() if fields.get(b"DATA") else b""
+    if data == b"ascii":
+        rows = _data_lines(path, offset, points)
+        if len(rows) < points:
+            raise InputError(path, f"PCD header promises {points} points, the file holds {len(rows)} rows")
+    elif data == b"binary":
+        sizes = [_count(path, w, "SIZE") for w in fields.get(b"SIZE", [])]
+        counts = [_count(path, w, "COUNT") for w in fields.get(b"COUNT", [b"1"] * len(sizes))]
+        needed = points * sum(s * c for s, c in zip(sizes, counts))
+        if size - offset < needed:
+            raise InputError(path, f"truncated binary PCD ({size - offset} bytes of data, header needs {needed})")
+    elif data != b"binary_compressed":
+        raise InputError(path, f"PCD DATA must be ascii, binary or binary_compressed, found '{data.decode()}'")
