@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -206,7 +207,8 @@ def check_output(path: str | os.PathLike, folder: bool, keep: str | None = None)
         True for an output folder, False for an output file.
     keep : str, optional
         For a folder: a file whose presence marks an earlier result of the same command, which may
-        be replaced; a non-empty folder without it is refused. ``None`` accepts any existing folder.
+        be replaced; a folder holding other (not hidden) files without it is refused. ``None`` accepts any
+        existing folder.
 
     Raises
     ------
@@ -218,7 +220,8 @@ def check_output(path: str | os.PathLike, folder: bool, keep: str | None = None)
     if path.exists() and path.is_dir() != folder:
         raise InputError(path, "exists and is a folder, a file is needed" if path.is_dir()
                          else "exists and is not a folder")
-    if folder and keep and path.is_dir() and any(path.iterdir()) and not (path / keep).exists():
+    visible = [p for p in path.iterdir() if not p.name.startswith(".")] if folder and path.is_dir() else []
+    if keep and visible and not (path / keep).exists():
         raise InputError(path, f"folder exists and holds other files (no {keep}); choose another --out")
     parent = next(p for p in [path, *path.parents] if p.exists() or p == Path(p.anchor or "."))
     if parent.exists() and (not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK)):
@@ -300,6 +303,9 @@ _NUMBER = re.compile(r"^[\s,;]*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 def _read_table(path: Path) -> np.ndarray:
     """Numeric rows of a text file: optional header lines, whitespace or comma separated."""
     try:
+        with open(path, "rb") as handle:
+            if b"\0" in handle.read(4096):
+                raise InputError(path, "binary data, not a numeric text table")
         with open(path, encoding="utf-8", errors="replace") as handle:
             head = [handle.readline() for _ in range(5)]
     except OSError as error:
@@ -312,7 +318,8 @@ def _read_table(path: Path) -> np.ndarray:
             break
     data_line = head[skip] if skip < len(head) else ""
     if not data_line.strip():
-        raise InputError(path, "empty cloud (no points)")
+        raise InputError(path, "empty cloud (no points)" if not "".join(head).strip()
+                         else f"not a numeric table (no numeric row in the first {len(head)} lines)")
     delimiter = "," if "," in data_line else None
     try:
         table = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64)
@@ -339,7 +346,7 @@ def _read_obj(path: Path) -> np.ndarray:
 def _read_numpy(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise InputError(path, f"not a readable NumPy file ({error})") from None
     if isinstance(data, np.ndarray):
         _check_dtype(path, data)
@@ -352,7 +359,7 @@ def _read_numpy(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             raise InputError(path, f"no 'points' array in the archive (found: {', '.join(data.files)})")
         try:
             points, labels = data[key], (data["labels"] if "labels" in data.files else None)
-        except (ValueError, OSError, EOFError) as error:  # object arrays (pickles), a damaged member
+        except (ValueError, OSError, EOFError, AttributeError, zipfile.BadZipFile) as error:  # pickles, damage
             raise InputError(path, f"unreadable array in the archive ({str(error).splitlines()[0]})") from None
     for array in (points, labels):
         if array is not None:
@@ -362,6 +369,8 @@ def _read_numpy(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _check_dtype(path: Path, array: np.ndarray) -> None:
     """Refuse arrays that are not real numbers (strings, objects, complex values, records)."""
+    if not isinstance(array, np.ndarray):
+        raise InputError(path, "an archive member is not a NumPy array")
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
             or array.dtype == np.bool_):
         raise InputError(path, f"holds {array.dtype} values, expected real numbers")

@@ -29,7 +29,7 @@ def evaluate(
     from agent3d.evaluation.datasets import load_dataset
     from agent3d.evaluation.report import write_report
     from agent3d.evaluation.summary import summarize
-    from agent3d.evaluation.runner import EvalConfig, check_config, done_keys, run_evaluation
+    from agent3d.evaluation.runner import EvalConfig, check_config, done_keys, run_evaluation, run_lock
     from agent3d.io import check_output, read_references
     from agent3d.llm.transformers import adapter_digest, resolve_adapter
     from agent3d.prompts import load_prompt
@@ -50,17 +50,18 @@ def evaluate(
                             backend=backend_config, adapter_hash=adapter_digest(adapter) if adapter else None,
                             version=__version__)
         check_config(out, config)
-        total, done = len(data.samples) * len(config.runs()), len(done_keys(out))
-        with evaluation_progress(total, done, out) as on_record:
-            run_evaluation(data, config, out, workers, on_record)
-        llm = "llm" in gatings
-        summary = summarize(out, config.runs(), {
-            "dataset": str(dataset), "layout": data.layout, "backend": backend_config.backend if llm else None,
-            "model": (backend_config.model or "embedded SmolLM2-135M-Instruct") if llm else None,
-            "adapter": f"{backend_config.adapter}@{config.adapter_hash}" if llm and adapter else None,
-            "budget": detect_config.budget, "version": __version__})
-        samples = {(s.class_name, s.name): s for s in data.samples}
-        write_report(out, summary, lambda name, sample: samples[(name, sample)].load().points)
+        with run_lock(out):
+            total, done = len(data.samples) * len(config.runs()), len(done_keys(out))
+            with evaluation_progress(total, done, out) as on_record:
+                run_evaluation(data, config, out, workers, on_record)
+            llm = "llm" in gatings
+            summary = summarize(out, config.runs(), {
+                "dataset": str(dataset), "layout": data.layout, "backend": backend_config.backend if llm else None,
+                "model": (backend_config.model or "embedded SmolLM2-135M-Instruct") if llm else None,
+                "adapter": f"{backend_config.adapter}@{config.adapter_hash}" if llm and adapter else None,
+                "budget": detect_config.budget, "version": __version__})
+            samples = {(s.class_name, s.name): s for s in data.samples}
+            write_report(out, summary, lambda name, sample: samples[(name, sample)].load().points)
     print_summary(summary, out)
 
 

@@ -27,6 +27,7 @@ from agent3d.scoring import RegistrationError
 
 RESUMABLE = ("no_cache", "timeout", "retry_seconds", "device")
 _PROCESS_CACHE: dict = {}  # per worker process: the loaded model and the memory banks
+_HELD: set[Path] = set()  # output folders whose lock this process holds
 
 
 class ConfigMismatch(ValueError):
@@ -92,7 +93,7 @@ class RunLocked(InputError):
 @contextmanager
 def run_lock(out: Path) -> Iterator[None]:
     """Hold ``out/.lock`` (an exclusive ``flock``) while a run writes into ``out``; the kernel releases it
-    when the process ends, however it ends.
+    when the process ends, however it ends. Re-entrant within the process that holds it.
 
     Raises
     ------
@@ -100,6 +101,9 @@ def run_lock(out: Path) -> Iterator[None]:
         When another process holds it (the message gives its pid).
     """
     out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() in _HELD:  # re-entered by the process that holds it
+        yield
+        return
     with open(out / ".lock", "a+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,9 +115,11 @@ def run_lock(out: Path) -> Iterator[None]:
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
+        _HELD.add(out.resolve())
         try:
             yield
         finally:
+            _HELD.discard(out.resolve())
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
