@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import zipfile
 from pathlib import Path
 
 MAX_HEADER_LINES = 200
@@ -199,3 +200,52 @@ def check_pcd(path: Path) -> None:
             raise InputError(path, f"truncated binary PCD ({size - offset} bytes of data, header needs {needed})")
     elif data != b"binary_compressed":
         raise InputError(path, f"PCD DATA must be ascii, binary or binary_compressed, found '{data.decode()}'")
+
+
+def check_npy(path: Path, handle, available: int) -> None:
+    """Check that a ``.npy`` stream (positioned at its start, ``available`` bytes long) holds as many bytes
+    as its header's shape needs, before NumPy allocates that shape.
+
+    Raises
+    ------
+    InputError
+        A header NumPy cannot read, or fewer data bytes than the shape needs.
+    """
+    import numpy as np
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(handle)
+        reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _, dtype = reader(handle, max_header_size=100_000)
+    except (ValueError, OSError, EOFError) as error:
+        raise InputError(path, f"not a readable NumPy file ({str(error).splitlines()[0]})") from None
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    data = available - handle.tell()
+    if dtype.hasobject:
+        return  # object arrays are refused by np.load(allow_pickle=False) with their own message
+    if data < needed:
+        raise InputError(path, f"truncated NumPy array (shape {shape} needs {needed} bytes, the file holds {data})")
+
+
+def check_numpy_file(path: Path) -> None:
+    """Compare every array header of a ``.npy`` or ``.npz`` file with the bytes behind it, so no allocation
+    is sized by a header.
+
+    Raises
+    ------
+    InputError
+        A damaged archive, an unreadable header, or fewer bytes than a header's shape needs.
+    """
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as handle:
+            check_npy(path, handle, os.fstat(handle.fileno()).st_size)
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as member:
+                        check_npy(path, member, info.file_size)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise InputError(path, f"not a readable NumPy archive ({error})") from None

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from agent3d.cloud import MIN_POINTS, PointCloud
-from agent3d.file_checks import InputError, check_file, check_pcd, check_ply
+from agent3d.file_checks import InputError, check_file, check_numpy_file, check_pcd, check_ply
 
 __all__ = ["InputError", "read_cloud", "read_references", "read_gt", "read_ply_fields", "write_json", "write_text", "write_ply",
            "check_output", "staged_folder", "atomic_write"]
@@ -344,6 +344,7 @@ def _read_obj(path: Path) -> np.ndarray:
 
 
 def _read_numpy(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    check_numpy_file(path)
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:

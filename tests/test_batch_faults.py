@@ -134,3 +134,20 @@ def strip(node):
     if isinstance(node, dict):
         return {k: strip(v) for k, v in node.items() if not k.endswith("seconds") and k != "dataset"}
     return node
+
+
+def test_errors_cross_worker_processes_intact(serve, tmp_path):
+    import pickle
+
+    from agent3d.io import InputError
+
+    error = pickle.loads(pickle.dumps(InputError("a.ply", "truncated")))
+    assert (error.path, error.reason, str(error)) == ("a.ply", "truncated", "a.ply: truncated")
+    server = serve((503, b'{"error": {"message": "down"}}', {}))
+    root = write_labeled(tmp_path / "d", n_samples=2, references=False)
+    result = runner.invoke(app, ["evaluate", str(root), "--gating", "llm", "--backend", "openai", "--model", "m",
+                                 "--base-url", server.url, "--retry-seconds", "0", "--n-points", "16", "--workers",
+                                 "2", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 3, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(f"agent3d: backend failure: {server.url}: ")
+    assert "Traceback" not in result.output and "BrokenProcessPool" not in result.output

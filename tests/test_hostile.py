@@ -79,9 +79,23 @@ def folder(d, name):
     return d / name
 
 
-def garbage_npz(d):
+def huge_header_npy(d, name="claims.npy", archive=False):
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (2_000_000_000, 3)})
+    payload = buffer.getvalue() + bytes(96)
+    if not archive:
+        (d / name).write_bytes(payload)
+    else:
+        with zipfile.ZipFile(d / name, "w") as handle:
+            handle.writestr("points.npy", payload)
+    return d / name
+
+
+def garbage_npz(d, member="points.npy"):
     with zipfile.ZipFile(d / "g.npz", "w") as archive:
-        archive.writestr("points.npy", b"not an npy file at all")
+        archive.writestr(member, b"not an npy file at all")
     return d / "g.npz"
 
 
@@ -110,10 +124,13 @@ CLOUDS = {
     "npy-string": (lambda d: npy(d, "s.npy", np.array([["a", "b", "c"]] * 30)), "values, expected real numbers"),
     "npy-pickle": (lambda d: npy(d, "o.npy", np.array([[{}, 1, 2]] * 30, dtype=object), True), "NumPy"),
     "npy-garbage": (lambda d: text(d, "g.npy", b"\x93NUMPY garbage"), "NumPy"),
+    "npy-2e9": (huge_header_npy, "truncated NumPy array"),
+    "npz-2e9": (lambda d: huge_header_npy(d, "claims.npz", archive=True), "truncated NumPy array"),
     "npz-no-points": (lambda d: npz(d, "np.npz", other=POINTS), "no 'points' array"),
     "npz-pickle": (lambda d: npz(d, "pk.npz", points=np.array([[{}, 1, 2]] * 30, dtype=object)), "unreadable array"),
     "npz-labels": (lambda d: npz(d, "lb.npz", points=POINTS, labels=np.zeros(7)), "do not match"),
-    "npz-garbage": (garbage_npz, "not a NumPy array"),
+    "npz-garbage": (garbage_npz, "not a readable NumPy file"),
+    "npz-raw-member": (lambda d: garbage_npz(d, "points"), "not a NumPy array"),
     "npz-string": (lambda d: npz(d, "st.npz", points=np.array([["1", "2", "3"]] * 30)), "expected real numbers"),
     "ply-short-rows": (lambda d: ply(d, "short.ply", rows=POINTS[:, :2], props="xyz"), "the header declares 3"),
     "ply-few-rows": (lambda d: ply(d, "fewrows.ply", n=400), "promises 400 vertices"),
