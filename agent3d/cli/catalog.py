@@ -106,8 +106,12 @@ def runs_list(folder: Path = typer.Argument(Path("runs"), help="A folder of runs
 def runs_compare(
     run_a: str = typer.Argument(..., help="A run folder, or FOLDER#ROW (e.g. runs/p#llm/geom)."),
     run_b: str = typer.Argument(..., help="Another run folder, or FOLDER#ROW."),
+    bootstrap: int = typer.Option(1000, min=0, help="Paired bootstrap resamples over the samples both runs "
+                                                    "finished (0: none)."),
 ) -> None:
-    """Both runs' rows side by side, then B - A for the rows they share, with the better one per metric."""
+    """Both runs' rows side by side, then B - A for the rows they share, with the better one per metric and, for
+    P-AUROC, AUPRO and suspect recall, a paired 95% bootstrap interval and p-value: "outside" when the interval
+    excludes 0."""
     from agent3d.evaluation.summary import COLUMNS, format_metric
     from agent3d.evaluation.runs import compare, load_rows
 
@@ -123,16 +127,21 @@ def runs_compare(
             side.add_row(label, name, *[format_metric(key, metrics[key]) for key, _ in COLUMNS])
     console.print(f"A = {run_a}\nB = {run_b}")
     console.print(side)
-    deltas = compare(rows_a, rows_b)
+    deltas = compare(rows_a, rows_b, (run_a.partition("#")[0], run_b.partition("#")[0]), bootstrap)
     if not deltas:
         console.print("no row in common: nothing to subtract")
         return
-    table = Table(title="B - A (better: which run wins the metric)")
-    for title in ("row", "metric", "A", "B", "B - A", "better"):
+    table = Table(title="B - A (better: which run wins the metric; 0 outside the paired 95% interval: a real "
+                        "difference)")
+    for title in ("row", "metric", "A", "B", "B - A", "95% interval", "p", "0 outside", "better"):
         table.add_column(title, justify="left" if title in ("row", "metric") else "right", no_wrap=True)
     for d in deltas:
         style = {"B": "green", "A": "red"}.get(d["better"], "")
         delta = "—" if d["delta"] is None else f"{d['delta']:+.3f}" if abs(d["delta"]) < 100 else f"{d['delta']:+,.0f}"
+        low, high = d["interval"] or (None, None)
+        interval = "" if low is None else f"[{low:+.3f}, {high:+.3f}]"
+        outside = "" if low is None else "yes" if low > 0 or high < 0 else "no"
         table.add_row(d["row"], d["metric"], format_metric(d["metric"], d["a"]), format_metric(d["metric"], d["b"]), delta,
+                      interval, "" if d["p"] is None else f"{d['p']:.3g}", outside,
                       f"[{style}]{d['better']}[/{style}]" if style else d["better"])
     console.print(table)

@@ -22,6 +22,8 @@ def evaluate(
     reference: list[Path] = typer.Option([], help="Normal reference clouds for every class (repeatable); "
                                                   "default: the dataset's own, else self-reference."),
     workers: int = typer.Option(1, help="Samples evaluated in parallel processes."),
+    bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the 95% intervals and paired tests "
+                                                    "(0: none)."),
     **options,
 ) -> None:
     """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
@@ -59,7 +61,8 @@ def evaluate(
                 "dataset": str(dataset), "layout": data.layout, "backend": backend_config.backend if llm else None,
                 "model": (backend_config.model or "embedded SmolLM2-135M-Instruct") if llm else None,
                 "adapter": f"{backend_config.adapter}@{config.adapter_hash}" if llm and adapter else None,
-                "budget": detect_config.budget, "version": __version__})
+                "budget": detect_config.budget, "version": __version__, "bootstrap": bootstrap},
+                n_resamples=bootstrap, seed=detect_config.seed)
             samples = {(s.class_name, s.name): s for s in data.samples}
             write_report(out, summary, lambda name, sample: samples[(name, sample)].load().points)
     print_summary(summary, out)
@@ -103,7 +106,7 @@ def evaluation_progress(total: int, done: int, out: Path):
 
 def print_summary(summary: dict, out: Path) -> None:
     """The report table in the terminal (short headers; at least 120 columns wide so numbers stay whole)."""
-    from agent3d.evaluation.summary import table_rows
+    from agent3d.evaluation.summary import comparison_lines, table_rows
 
     console = Console(width=max(120, Console().width))
     model = summary.get("model") or "none"
@@ -116,6 +119,8 @@ def print_summary(summary: dict, out: Path) -> None:
     for row in table_rows(summary):
         table.add_row(*row)
     console.print(table)
+    for line in comparison_lines(summary):
+        console.print(line, soft_wrap=True)
     if summary.get("n_failed"):
         console.print(f"[red]{summary['n_failed']} runs failed[/red] (not in the metrics; reasons in "
                       f"{out / 'samples.jsonl'}), e.g. {summary['failures'][0]['reason']}", soft_wrap=True)

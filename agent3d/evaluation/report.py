@@ -13,7 +13,8 @@ import markupsafe
 import numpy as np
 
 from agent3d.evaluation.metrics import auroc
-from agent3d.evaluation.summary import COLUMNS, read_records, run_name, table_rows
+from agent3d.evaluation.summary import (COLUMNS, INTERVAL_COLUMNS, comparison_lines, interval_rows, read_records,
+                                        run_name, table_rows)
 from agent3d.io import atomic_write, write_json, write_text
 
 
@@ -32,6 +33,12 @@ def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.
     lines += ["", "P-AUROC, O-AUROC, AUPRO and AP: per class, then mean over classes. Suspect recall: GT regions "
               "with a suspect (or, for saliency/random, a seed) within the region radius. Tokens and seconds: "
               "mean per sample.", "", "![ROC](roc.png)", ""]
+    if interval_rows(summary):
+        lines += ["## 95 % bootstrap intervals (samples resampled within classes)", "",
+                  "| run | " + " | ".join(t for _, t in INTERVAL_COLUMNS) + " |", "|" + "---|" * (len(INTERVAL_COLUMNS) + 1),
+                  *["| " + " | ".join(row) + " |" for row in interval_rows(summary)], "",
+                  "## Paired comparisons (B - A on the same samples, paired bootstrap, two-sided p)", "",
+                  *[f"- {line}" for line in comparison_lines(summary)], ""]
     if summary.get("n_failed"):
         lines += [f"## {summary['n_failed']} runs failed (not in the metrics)", "",
                   *[f"- `{f['key']}`: {f['reason']}" for f in summary["failures"]], ""]
@@ -109,7 +116,8 @@ def write_html(out: Path, summary: dict, examples: list[dict]) -> Path:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True)
     page = environment.get_template("report.html.j2").render(
         summary=summary, dataset=str(summary.get("dataset", out)), titles=["run", *(t for _, t in COLUMNS)],
-        rows=table_rows(summary), roc=image(out / "roc.png"),
+        rows=table_rows(summary), roc=image(out / "roc.png"), interval_titles=["run", *(t for _, t in INTERVAL_COLUMNS)],
+        interval_rows=interval_rows(summary), comparisons=comparison_lines(summary),
         examples=[{**e, "image": image(e["path"]), "name": Path(e["path"]).name,
                    "interactive": markupsafe.Markup(_interactive(e["points"], e["scores"]))
                    if e["points"] is not None else ""} for e in examples])

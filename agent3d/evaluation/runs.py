@@ -67,22 +67,33 @@ def load_rows(spec: str) -> dict[str, dict]:
     return rows
 
 
-def compare(rows_a: dict[str, dict], rows_b: dict[str, dict]) -> list[dict]:
+def compare(rows_a: dict[str, dict], rows_b: dict[str, dict], folders: tuple[str, str] | None = None,
+            n_resamples: int = 1000) -> list[dict]:
     """Deltas B - A for every metric of the rows both have (or of the single rows given on each side).
+
+    Parameters
+    ----------
+    rows_a, rows_b : dict of row name to metrics
+    folders : (str, str), optional
+        The two run folders: P-AUROC, AUPRO and suspect recall then get a paired bootstrap interval of B - A
+        and a p-value over the samples both runs finished (:func:`agent3d.evaluation.statistics.paired_difference`).
+    n_resamples : int, default 1000
 
     Returns
     -------
     list of dict
-        ``{"row", "metric", "a", "b", "delta", "better"}`` with ``better`` in {"A", "B", "=", ""}
-        ("" where a value is missing or the metric has no better direction, like fraction scored).
+        ``{"row", "metric", "a", "b", "delta", "better", "interval", "p"}`` with ``better`` in
+        {"A", "B", "=", ""} ("" where a value is missing or the metric has no better direction, like fraction
+        scored); ``interval`` and ``p`` are None where no paired statistics were computed.
     """
     if len(rows_a) == 1 and len(rows_b) == 1:
         (name_a, a), (name_b, b) = next(iter(rows_a.items())), next(iter(rows_b.items()))
-        pairs = [(name_a if name_a == name_b else f"{name_a} vs {name_b}", a, b)]
+        pairs = [(name_a if name_a == name_b else f"{name_a} vs {name_b}", a, b, name_a, name_b)]
     else:
-        pairs = [(name, rows_a[name], rows_b[name]) for name in rows_a if name in rows_b]
+        pairs = [(name, rows_a[name], rows_b[name], name, name) for name in rows_a if name in rows_b]
     result = []
-    for name, a, b in pairs:
+    for name, a, b, row_a, row_b in pairs:
+        paired = paired_rows(folders, row_a, row_b, n_resamples) if folders else {}
         for key, _ in COLUMNS:
             va, vb = a.get(key), b.get(key)
             delta = vb - va if va is not None and vb is not None else None
@@ -90,5 +101,22 @@ def compare(rows_a: dict[str, dict], rows_b: dict[str, dict]) -> list[dict]:
             if delta is not None and (key in HIGHER_IS_BETTER or key in LOWER_IS_BETTER):
                 sign = delta if key in HIGHER_IS_BETTER else -delta
                 better = "B" if sign > 1e-12 else "A" if sign < -1e-12 else "="
-            result.append({"row": name, "metric": key, "a": va, "b": vb, "delta": delta, "better": better})
+            found = paired.get(key, {})
+            result.append({"row": name, "metric": key, "a": va, "b": vb, "delta": delta, "better": better,
+                           "interval": found.get("interval"), "p": found.get("p")})
     return result
+
+
+def paired_rows(folders: tuple[str, str], row_a: str, row_b: str, n_resamples: int) -> dict:
+    """Paired bootstrap of row B of one run folder against row A of the other, on their common samples
+    (empty when they share fewer than two)."""
+    from agent3d.evaluation.statistics import class_curves, paired_difference
+    from agent3d.evaluation.summary import read_records, run_name
+
+    records = [[r for r in read_records(Path(folder)) if run_name(r["gating"], r["prompt"]) == row]
+               for folder, row in zip(folders, (row_a, row_b))]
+    common = {(r["class"], r["sample"]) for r in records[0]} & {(r["class"], r["sample"]) for r in records[1]}
+    if len(common) < 2:
+        return {}
+    curves = [class_curves(Path(folder), rs, common) for folder, rs in zip(folders, records)]
+    return paired_difference(curves[0], curves[1], n_resamples)

@@ -14,11 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from agent3d.evaluation.metrics import aupro, auroc, average_precision
+from agent3d.evaluation.statistics import BASELINES, class_curves, format_difference, intervals, paired_difference
 
 COLUMNS = [("p_auroc", "P-AUROC"), ("o_auroc", "O-AUROC"), ("aupro", "AUPRO"), ("ap", "AP"),
            ("suspect_recall", "suspect recall"), ("fraction_scored", "fraction scored"),
            ("tokens_prompt", "prompt tokens"), ("tokens_completion", "completion tokens"),
            ("llm_seconds", "LLM s"), ("seconds", "seconds")]
+INTERVAL_COLUMNS = [("p_auroc", "P-AUROC"), ("o_auroc", "O-AUROC"), ("aupro", "AUPRO"), ("ap", "AP"),
+                    ("suspect_recall", "suspect recall")]
 MAX_LISTED = 50  # failures listed by name in summary.json and the report (all are counted)
 
 
@@ -75,8 +78,10 @@ def run_metrics(out: Path, records: list[dict]) -> dict:
     return {**overall, "per_class": per_class}
 
 
-def summarize(out: Path, runs: list[tuple[str, str | None]], meta: dict) -> dict:
-    """The ``summary.json`` object of an evaluation folder.
+def summarize(out: Path, runs: list[tuple[str, str | None]], meta: dict, n_resamples: int = 1000,
+              seed: int = 0) -> dict:
+    """The ``summary.json`` object of an evaluation folder, with bootstrap intervals and paired comparisons
+    (:mod:`agent3d.evaluation.statistics`) unless ``n_resamples`` is 0.
 
     Parameters
     ----------
@@ -101,6 +106,8 @@ def summarize(out: Path, runs: list[tuple[str, str | None]], meta: dict) -> dict
     per_run = {run_name(*r): run_metrics(out, grouped[run_name(*r)]) for r in runs if grouped[run_name(*r)]}
     for name, metrics in per_run.items():
         metrics["failed"] = sum(run_name(f["gating"], f["prompt"]) == name for f in failures)
+    if n_resamples:
+        add_statistics(out, {name: grouped[name] for name in per_run}, per_run, n_resamples, seed)
     first = next(iter(per_run))
     per_gating, per_prompt = {}, {}
     for (gating, prompt) in runs:
@@ -113,6 +120,48 @@ def summarize(out: Path, runs: list[tuple[str, str | None]], meta: dict) -> dict
     return {**per_run[first], "run": first, "per_gating": per_gating, "per_prompt": per_prompt,
             "per_run": per_run, "scorer": scorers, "n_failed": len(failures),
             "failures": [{"key": f["key"], "reason": f["failed"]} for f in failures[:MAX_LISTED]], **meta}
+
+
+def add_statistics(out: Path, records: dict[str, list[dict]], per_run: dict, n_resamples: int, seed: int) -> None:
+    """Add ``intervals`` (95 % bootstrap interval per metric) and ``versus`` (paired differences against the
+    ``random`` and ``saliency`` runs on the samples both finished) to each run's entry of ``per_run``."""
+    for name, run_records in records.items():
+        per_run[name]["intervals"] = intervals(class_curves(out, run_records), n_resamples, seed=seed)
+        per_run[name]["versus"] = {}
+        for baseline in BASELINES:
+            if baseline == name or baseline not in records:
+                continue
+            common = ({(r["class"], r["sample"]) for r in run_records}
+                      & {(r["class"], r["sample"]) for r in records[baseline]})
+            per_run[name]["versus"][baseline] = paired_difference(
+                class_curves(out, records[baseline], common), class_curves(out, run_records, common), n_resamples,
+                seed=seed)
+
+
+def interval_rows(summary: dict) -> list[list[str]]:
+    """Rows ``[run, "0.505 [0.479, 0.534]", ...]`` for the metrics of ``INTERVAL_COLUMNS`` (empty without
+    intervals)."""
+    rows = []
+    for name, metrics in summary["per_run"].items():
+        if "intervals" in metrics:
+            rows.append([name] + [format_metric(key, metrics[key]) + format_interval(metrics["intervals"][key])
+                                  for key, _ in INTERVAL_COLUMNS])
+    return rows
+
+
+def format_interval(interval: list) -> str:
+    """`` [0.479, 0.534]``, or "" when undefined."""
+    return "" if not interval or interval[0] is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def comparison_lines(summary: dict) -> list[str]:
+    """``"llm/geom - random P-AUROC: -0.006 [-0.043, +0.035], p = 0.74"`` for every run and baseline."""
+    lines = []
+    for name, metrics in summary["per_run"].items():
+        for baseline, found in metrics.get("versus", {}).items():
+            lines += [format_difference(name, baseline, title, found[key]) for key, title in INTERVAL_COLUMNS
+                      if key in found]
+    return lines
 
 
 def table_rows(summary: dict) -> list[list[str]]:
