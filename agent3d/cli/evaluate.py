@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import typer
@@ -21,7 +22,11 @@ def evaluate(
     out: Path = typer.Option(..., help="Run folder: config.json, samples.jsonl, summary.json, report.md, roc.png."),
     reference: list[Path] = typer.Option([], help="Normal reference clouds for every class (repeatable); "
                                                   "default: the dataset's own, else self-reference."),
-    workers: int = typer.Option(1, help="Samples evaluated in parallel processes."),
+    workers: int = typer.Option(1, min=1, help="Samples evaluated in parallel processes on this machine."),
+    concurrency: int = typer.Option(1, min=1, help="Samples in flight at once in this process (threads), for a "
+                                                   "hosted model (--backend openai): requests overlap."),
+    scheduler: Optional[str] = typer.Option(None, help="Run the samples on a Dask cluster: its scheduler's "
+                                                       "address, tcp://HOST:PORT."),
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the 95% intervals and paired tests "
                                                     "(0: none)."),
     **options,
@@ -29,6 +34,7 @@ def evaluate(
     """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
     from agent3d import __version__
     from agent3d.evaluation.datasets import load_dataset
+    from agent3d.evaluation.distributed import connect
     from agent3d.evaluation.report import write_report
     from agent3d.evaluation.summary import summarize
     from agent3d.evaluation.runner import EvalConfig, check_config, done_keys, run_evaluation, run_lock
@@ -52,10 +58,11 @@ def evaluate(
                             backend=backend_config, adapter_hash=adapter_digest(adapter) if adapter else None,
                             version=__version__)
         check_config(out, config)
-        with run_lock(out):
+        client = connect(scheduler) if scheduler else None
+        with run_lock(out), client or nullcontext():
             total, done = len(data.samples) * len(config.runs()), len(done_keys(out))
             with evaluation_progress(total, done, out) as on_record:
-                run_evaluation(data, config, out, workers, on_record)
+                run_evaluation(data, config, out, workers, on_record, concurrency, client)
             llm = "llm" in gatings
             summary = summarize(out, config.runs(), {
                 "dataset": str(dataset), "layout": data.layout, "backend": backend_config.backend if llm else None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,9 @@ from agent3d.llm.base import BackendError
 from agent3d.scoring import RegistrationError
 
 RESUMABLE = ("no_cache", "timeout", "retry_seconds", "device")
+ARRAYS = "_arrays"  # the point arrays a worker returns with a record; the driver writes them to scores_file
 _PROCESS_CACHE: dict = {}  # per worker process: the loaded model and the memory banks
+_BUILD_LOCK = threading.RLock()  # threads of one process (--concurrency, Dask worker threads) build each once
 _HELD: set[Path] = set()  # output folders whose lock this process holds
 
 
@@ -188,7 +191,11 @@ def _parse(line: str) -> dict | None:
 
 
 def append_record(out: Path, record: dict) -> None:
-    """Append one line to ``samples.jsonl`` and make it durable before returning."""
+    """Write the record's point arrays (if any) to its ``scores_file``, then append one line to
+    ``samples.jsonl`` and make it durable before returning."""
+    arrays = record.pop(ARRAYS, None)
+    if arrays is not None:
+        atomic_write(out / record["scores_file"], lambda tmp: np.savez_compressed(tmp, **arrays))
     with open(out / "samples.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
@@ -197,7 +204,8 @@ def append_record(out: Path, record: dict) -> None:
 
 def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: EvalConfig,
                     references: list[str], out: Path) -> list[dict]:
-    """Run every (gating, prompt) of ``runs`` on one sample; write score files; return the records.
+    """Run every (gating, prompt) of ``runs`` on one sample; return the records, each with its point arrays
+    under ``ARRAYS`` (the driver writes them, so workers need no access to ``out`` but for the request log).
 
     A run that cannot be done (an unreadable sample or reference, a cloud the scorer cannot use) gives a
     record with ``"failed"``: the reason, naming the file; the batch goes on.
@@ -245,8 +253,7 @@ def _run(sample: Sample, cloud, regions: np.ndarray, radius: float, scorer, gati
         raise InputError(sample.path, str(error)) from None
     key = run_key(sample, gating, prompt)
     scores_file = Path("scores") / (key.replace("/", "__") + ".npz")
-    atomic_write(out / scores_file, lambda tmp: np.savez_compressed(
-        tmp, scores=result.scores.astype(np.float32), labels=cloud.labels, regions=regions.astype(np.int32)))
+    arrays = {"scores": result.scores.astype(np.float32), "labels": cloud.labels, "regions": regions.astype(np.int32)}
     hit, total = suspect_recall(cloud.points, regions, np.asarray(result.seeds, dtype=np.int64), radius)
     llm = result.llm
     return {
@@ -260,7 +267,7 @@ def _run(sample: Sample, cloud, regions: np.ndarray, radius: float, scorer, gati
         "llm_cached": llm.cached if llm else 0,
         "llm_failures": len(llm.failures) if llm else 0, "dropped": llm.dropped if llm else None,
         "suspects": [s.to_json() for s in result.suspects], "seeds": result.seeds,
-        "scorer": result.scorer, "scores_file": str(scores_file)}
+        "scorer": result.scorer, "scores_file": str(scores_file), ARRAYS: arrays}
 
 
 def _scorer(class_name: str, references: list[str], name: str, seed: int):
@@ -268,24 +275,28 @@ def _scorer(class_name: str, references: list[str], name: str, seed: int):
     from agent3d.scoring import build_scorer
 
     key = ("scorer", class_name, tuple(references), name, seed)
-    if key not in _PROCESS_CACHE:
-        clouds = read_references(references)
-        _PROCESS_CACHE[key] = build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
-    return _PROCESS_CACHE[key]
+    with _BUILD_LOCK:
+        if key not in _PROCESS_CACHE:
+            clouds = read_references(references)
+            _PROCESS_CACHE[key] = build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
+        return _PROCESS_CACHE[key]
 
 
 def _backend(config: EvalConfig, out: Path):
     """The configured backend, loaded once per process, logging every exchange to ``out/llm_log.jsonl``."""
     key = ("backend", config.backend.model_dump_json(), str(out))
-    if key not in _PROCESS_CACHE:
-        _PROCESS_CACHE[key] = config.backend.build(log_dir=out)
-    return _PROCESS_CACHE[key]
+    with _BUILD_LOCK:
+        if key not in _PROCESS_CACHE:
+            _PROCESS_CACHE[key] = config.backend.build(log_dir=out)
+        return _PROCESS_CACHE[key]
 
 
 def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int = 1,
-                   on_record: Callable[[dict], None] | None = None) -> int:
+                   on_record: Callable[[dict], None] | None = None, concurrency: int = 1,
+                   scheduler=None) -> int:
     """Evaluate every pending (sample, gating, prompt); append each record as its sample finishes, holding
-    the folder's lock (:func:`run_lock`) throughout. A run that fails is a record with ``"failed"``.
+    the folder's lock (:func:`run_lock`) throughout. A run that fails is a record with ``"failed"``. Only this
+    process (the driver) writes ``samples.jsonl`` and the score files, whatever runs the samples.
 
     Parameters
     ----------
@@ -296,6 +307,12 @@ def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int
         Samples run in parallel processes (joblib) when > 1; each loads its own model.
     on_record : callable, optional
         Called with every record once it is written (progress display).
+    concurrency : int, default 1
+        Samples in flight at once in this process (threads): with a hosted model most of a sample's time is
+        waiting for the server. Needs ``workers`` 1, and the ``openai`` backend for ``llm`` gating.
+    scheduler : distributed.Client, optional
+        A client of a Dask cluster (:func:`agent3d.evaluation.distributed.connect`): samples run on its workers
+        (each loads its model and memory banks once); a worker lost mid-sample has the sample rerun elsewhere.
 
     Returns
     -------
@@ -306,14 +323,19 @@ def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int
     ------
     RunLocked
         Another process is writing into ``out``.
+    ValueError
+        ``concurrency`` with a local backend or with ``workers`` > 1.
     ConfigMismatch, agent3d.llm.base.BackendError
     """
+    if concurrency > 1 and (workers > 1 or ("llm" in config.gatings and config.backend.backend != "openai")):
+        raise ValueError("--concurrency needs --workers 1, and --backend openai for llm gating (local models "
+                         "run one request at a time)")
     with run_lock(out):
         done = prepare_output(out, config)
         pending = [(s, [r for r in config.runs() if run_key(s, *r) not in done]) for s in dataset.samples]
         pending = [(s, runs) for s, runs in pending if runs]
         written = 0
-        for records in _results(pending, config, dataset, out, workers):
+        for records in _results(pending, config, dataset, out, workers, concurrency, scheduler):
             for record in records:
                 append_record(out, record)
                 written += 1
@@ -322,15 +344,31 @@ def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int
     return written
 
 
-def _results(pending, config: EvalConfig, dataset: Dataset, out: Path, workers: int) -> Iterator[list[dict]]:
+def _results(pending, config: EvalConfig, dataset: Dataset, out: Path, workers: int, concurrency: int,
+             scheduler) -> Iterator[list[dict]]:
     def references(sample: Sample) -> list[str]:
         return config.references or [str(p) for p in dataset.references.get(sample.class_name, [])]
 
-    if workers <= 1:
-        for sample, runs in pending:
-            yield evaluate_sample(sample, runs, config, references(sample), out)
-        return
-    from joblib import Parallel, delayed
+    tasks = [(evaluate_sample, (sample, runs, config, references(sample), out)) for sample, runs in pending]
+    if scheduler is not None:
+        from agent3d.evaluation.distributed import dask_results
 
-    yield from Parallel(n_jobs=workers, return_as="generator_unordered")(
-        delayed(evaluate_sample)(sample, runs, config, references(sample), out) for sample, runs in pending)
+        yield from dask_results(scheduler, tasks)
+    elif workers > 1:
+        from joblib import Parallel, delayed
+
+        yield from Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(f)(*a) for f, a in tasks)
+    elif concurrency > 1:
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            futures = [pool.submit(f, *a) for f, a in tasks]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+    else:
+        for function, arguments in tasks:
+            yield function(*arguments)

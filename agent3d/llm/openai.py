@@ -66,7 +66,6 @@ class OpenAIBackend:
         self.params = {**self._decoding, "server": self.server}
         self.schema_mode = "json_schema"
         self._server_tokenizer = True
-        self._retries = 0
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
         """One reply; the transport retries it took are in ``Reply.retries``.
@@ -78,13 +77,13 @@ class OpenAIBackend:
             (the message names the server, with any credentials in its URL redacted).
         """
         start = time.perf_counter()
-        self._retries = 0
+        retries = [0]  # per call, so concurrent calls (evaluate --concurrency) count their own
         try:
             out = None
             if self.schema_mode == "json_schema":
                 try:
                     out = self._create(messages, {"type": "json_schema", "json_schema": {
-                        "name": "suspect_list", "schema": schema, "strict": True}})
+                        "name": "suspect_list", "schema": schema, "strict": True}}, retries)
                 except self._openai.APIStatusError as error:
                     if not refuses_json_schema(error):
                         raise
@@ -93,7 +92,7 @@ class OpenAIBackend:
                 hint = f"\nThe JSON object must follow this JSON schema: {json.dumps(schema)}"
                 patched = [{**messages[0], "content": messages[0]["content"] + hint}, *messages[1:]]
                 # "schema" is llama.cpp's extension for constrained decoding; other servers ignore it
-                out = self._create(patched, {"type": "json_object", "schema": schema})
+                out = self._create(patched, {"type": "json_object", "schema": schema}, retries)
         except self._openai.APIError as error:
             detail = " ".join(str(getattr(error, "message", error)).split())[:300]
             raise BackendError(f"{self.server}: {type(error).__name__}: {detail}") from None
@@ -110,10 +109,11 @@ class OpenAIBackend:
         if not isinstance(text, str):
             raise BackendError(f"{self.server}: malformed response (message content is {type(text).__name__})")
         return Reply(text=text, prompt_tokens=tokens[0], completion_tokens=tokens[1],
-                     seconds=time.perf_counter() - start, retries=self._retries)
+                     seconds=time.perf_counter() - start, retries=retries[0])
 
-    def _create(self, messages: Messages, response_format: dict):
-        """One chat completion, retried on transient failures (see the module docstring)."""
+    def _create(self, messages: Messages, response_format: dict, retries: list[int]):
+        """One chat completion, retried on transient failures (see the module docstring); ``retries[0]`` counts
+        the retries made."""
         transient = (self._openai.RateLimitError, self._openai.InternalServerError,
                      self._openai.APITimeoutError, self._openai.APIConnectionError)
         deadline = time.monotonic() + self.retry_seconds
@@ -126,7 +126,7 @@ class OpenAIBackend:
                 refusal = isinstance(error, self._openai.APIStatusError) and refuses_json_schema(error)
                 if refusal or attempt == self.max_retries or time.monotonic() + delay > deadline:
                     raise
-                self._retries += 1
+                retries[0] += 1
                 time.sleep(delay)
 
     def count_tokens(self, messages: Messages) -> int:
