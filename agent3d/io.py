@@ -28,11 +28,12 @@ __all__ = ["InputError", "read_cloud", "read_references", "read_gt", "read_ply_f
            "check_output", "staged_folder", "atomic_write"]
 
 TEXT_EXTENSIONS = (".xyz", ".txt", ".csv", ".pts")
-CLOUD_EXTENSIONS = (".ply", ".pcd", ".obj", ".npy", ".npz", *TEXT_EXTENSIONS)
+ORGANIZED_EXTENSIONS = (".tiff", ".tif")
+CLOUD_EXTENSIONS = (".ply", ".pcd", ".obj", ".npy", ".npz", *TEXT_EXTENSIONS, *ORGANIZED_EXTENSIONS)
 MAX_COORDINATE = 1e12  # squared distances of larger coordinates lose all precision or overflow
 
 
-def read_cloud(path: str | os.PathLike) -> PointCloud:
+def read_cloud(path: str | os.PathLike, remove_plane: bool = True) -> PointCloud:
     """Read a point cloud, with labels when the file carries them.
 
     Parameters
@@ -41,7 +42,10 @@ def read_cloud(path: str | os.PathLike) -> PointCloud:
         A ``.ply``, ``.pcd``, ``.obj``, ``.xyz``, ``.txt``, ``.csv``, ``.pts``, ``.npy`` or
         ``.npz`` file. Text files have 3 columns (x y z) or 4 (x y z label); ``.npy`` holds an
         array of shape (n, 3) or (n, 4); ``.npz`` holds ``points`` (or ``xyz``) and optionally
-        ``labels``; a PLY vertex property ``label`` is read as labels.
+        ``labels``; a PLY vertex property ``label`` is read as labels; ``.tiff`` is an organized MVTec 3D-AD
+        ``xyz`` image (:func:`agent3d.organized.read_organized`).
+    remove_plane : bool, default True
+        For organized clouds: drop the background plane.
 
     Returns
     -------
@@ -64,12 +68,16 @@ def read_cloud(path: str | os.PathLike) -> PointCloud:
         points, labels = _read_obj(path), None
     elif ext in (".npy", ".npz"):
         points, labels = _read_numpy(path)
+    elif ext in ORGANIZED_EXTENSIONS:
+        from agent3d.organized import read_organized
+
+        points, labels = read_organized(path, remove_plane=remove_plane).points, None
     else:
         points, labels = _split_label_column(path, _read_table(path))
     return _validated(path, points, labels)
 
 
-def read_references(paths: list[str | os.PathLike]) -> list[PointCloud]:
+def read_references(paths: list[str | os.PathLike], remove_plane: bool = True) -> list[PointCloud]:
     """Read reference clouds of normal parts.
 
     Parameters
@@ -77,6 +85,8 @@ def read_references(paths: list[str | os.PathLike]) -> list[PointCloud]:
     paths : list of str or Path
         Files, or folders whose cloud files (any extension of ``CLOUD_EXTENSIONS``) are all read,
         in sorted order.
+    remove_plane : bool, default True
+        For organized clouds: drop the background plane.
 
     Returns
     -------
@@ -93,9 +103,9 @@ def read_references(paths: list[str | os.PathLike]) -> list[PointCloud]:
             files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CLOUD_EXTENSIONS)
             if not files:
                 raise InputError(path, "folder holds no point cloud file")
-            clouds.extend(read_cloud(f) for f in files)
+            clouds.extend(read_cloud(f, remove_plane) for f in files)
         else:
-            clouds.append(read_cloud(path))
+            clouds.append(read_cloud(path, remove_plane))
     return clouds
 
 

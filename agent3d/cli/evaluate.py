@@ -25,6 +25,8 @@ def evaluate(
     workers: int = typer.Option(1, min=1, help="Samples evaluated in parallel processes on this machine."),
     concurrency: int = typer.Option(1, min=1, help="Samples in flight at once in this process (threads), for a "
                                                    "hosted model (--backend openai): requests overlap."),
+    keep_plane: bool = typer.Option(False, "--keep-plane", help="MVTec 3D-AD: keep the background plane "
+                                                                "(removed by default, as BTF does)."),
     scheduler: Optional[str] = typer.Option(None, help="Run the samples on a Dask cluster: its scheduler's "
                                                        "address, tcp://HOST:PORT."),
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the 95% intervals and paired tests "
@@ -51,11 +53,12 @@ def evaluate(
         hashes = {name: load_prompt(name, detect_config.prompts_dir).digest for name in prompts}
         adapter = resolve_adapter(backend_config.adapter) if "llm" in gatings else None
         data = load_dataset(dataset)
-        read_references(reference)  # a bad --reference is refused before anything is written
+        read_references(reference, not keep_plane)  # a bad --reference is refused before anything is written
         check_output(out, folder=True, keep="config.json")
         config = EvalConfig(dataset=str(dataset), layout=data.layout, gatings=gatings, prompts=prompts,
                             prompt_hashes=hashes, references=[str(r) for r in reference], detect=detect_config,
                             backend=backend_config, adapter_hash=adapter_digest(adapter) if adapter else None,
+                            remove_plane=not keep_plane,
                             version=__version__)
         check_config(out, config)
         client = connect(scheduler) if scheduler else None
@@ -71,7 +74,7 @@ def evaluate(
                 "budget": detect_config.budget, "version": __version__, "bootstrap": bootstrap},
                 n_resamples=bootstrap, seed=detect_config.seed)
             samples = {(s.class_name, s.name): s for s in data.samples}
-            write_report(out, summary, lambda name, sample: samples[(name, sample)].load().points)
+            write_report(out, summary, lambda name, sample: samples[(name, sample)].load(not keep_plane).points)
     print_summary(summary, out)
 
 

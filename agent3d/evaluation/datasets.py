@@ -7,6 +7,9 @@
 - Anomaly-ShapeNet: ``CLASS/train/*.pcd`` (references), ``CLASS/test/*.pcd`` (normal ones contain
   ``positive``), ``CLASS/GT/*.txt`` (comma separated ``x,y,z,label``, rows in another order than
   the PCD: matched by nearest neighbour).
+- MVTec 3D-AD: ``CLASS/test/TYPE/xyz/*.tiff`` organized clouds with ``CLASS/test/TYPE/gt/*.png`` masks,
+  ``CLASS/train/good/xyz/*.tiff`` as references (:mod:`agent3d.organized`: invalid pixels dropped, the
+  background plane removed unless ``remove_plane`` is off). Sample names are ``TYPE_NNN``.
 
 A test sample with no anomalous point counts as normal for O-AUROC.
 """
@@ -19,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from agent3d.cloud import PointCloud
-from agent3d.io import InputError, read_cloud, read_gt
+from agent3d.io import ORGANIZED_EXTENSIONS, InputError, read_cloud, read_gt
+from agent3d.organized import read_organized
 
 LABELED_EXTENSIONS = (".txt", ".csv")
 NORMAL_MARKERS = ("good", "positive")
@@ -46,14 +50,24 @@ class Sample:
     path: Path
     gt_path: Path | None = None
 
-    def load(self) -> PointCloud:
+    def load(self, remove_plane: bool = True) -> PointCloud:
         """The cloud with its labels (all zeros for a normal sample without GT).
+
+        Parameters
+        ----------
+        remove_plane : bool, default True
+            For organized (MVTec 3D-AD) clouds: drop the background plane.
 
         Raises
         ------
         InputError
             Unreadable cloud or GT, or a labeled-folder file without labels.
         """
+        if self.path.suffix.lower() in ORGANIZED_EXTENSIONS:
+            cloud = read_organized(self.path, self.gt_path, remove_plane)
+            if cloud.labels is None:
+                cloud.labels = np.zeros(len(cloud), dtype=np.uint8)
+            return _validated(self.path, cloud)
         cloud = read_cloud(self.path)
         if self.gt_path is not None:
             cloud.labels = read_gt(self.gt_path, cloud.points)
@@ -72,7 +86,7 @@ class Dataset:
     ----------
     root : Path
     layout : str
-        ``labeled``, ``real3d-ad`` or ``anomaly-shapenet``.
+        ``labeled``, ``real3d-ad``, ``anomaly-shapenet`` or ``mvtec3d-ad``.
     samples : list of Sample
         Sorted by class, then name.
     references : dict of str to list of Path
@@ -105,12 +119,15 @@ def load_dataset(root: str | Path) -> Dataset:
         return _benchmark(root, class_dirs, "real3d-ad", "gt", "*template*.pcd")
     if class_dirs and all((d / "test").is_dir() and (d / "GT").is_dir() for d in class_dirs):
         return _benchmark(root, class_dirs, "anomaly-shapenet", "GT", "*.pcd")
+    if class_dirs and all(_clouds_in(d / "test", "*/xyz/*.tif*") for d in class_dirs):
+        return _mvtec(root, class_dirs)
     if _labeled_files(root):
         return _labeled(root, [root])
     if class_dirs and all(_labeled_files(d) for d in class_dirs):
         return _labeled(root, class_dirs)
     raise InputError(root, "not a dataset: expected labeled *.txt|*.csv files (x y z label), "
-                           "Real3D-AD (CLASS/train, CLASS/test, CLASS/gt) or Anomaly-ShapeNet (CLASS/test, CLASS/GT)")
+                           "Real3D-AD (CLASS/train, CLASS/test, CLASS/gt), Anomaly-ShapeNet (CLASS/test, CLASS/GT) or "
+                           "MVTec 3D-AD (CLASS/test/TYPE/xyz/*.tiff, CLASS/test/TYPE/gt/*.png)")
 
 
 def _labeled_files(folder: Path) -> list[Path]:
@@ -140,3 +157,23 @@ def _benchmark(root: Path, class_dirs: list[Path], layout: str, gt_dir: str, ref
     if not samples:
         raise InputError(root, f"{layout} layout but no test/*.pcd file")
     return Dataset(root, layout, samples, references)
+
+
+def _mvtec(root: Path, class_dirs: list[Path]) -> Dataset:
+    samples, references = [], {}
+    for folder in class_dirs:
+        for path in _clouds_in(folder / "test", "*/xyz/*.tif*"):
+            kind = path.parent.parent.name
+            mask = path.parent.parent / "gt" / f"{path.stem}.png"
+            samples.append(Sample(folder.name, f"{kind}_{path.stem}", path, mask if mask.is_file() else None))
+        references[folder.name] = _clouds_in(folder / "train" / "good" / "xyz", "*.tif*")
+    return Dataset(root, "mvtec3d-ad", samples, references)
+
+
+def _validated(path: Path, cloud: PointCloud) -> PointCloud:
+    """An organized cloud after plane removal still needs enough points."""
+    from agent3d.cloud import MIN_POINTS
+
+    if len(cloud) < MIN_POINTS:
+        raise InputError(path, f"only {len(cloud)} points left after dropping invalid pixels and the background plane")
+    return cloud

@@ -54,6 +54,8 @@ class EvalConfig(BaseModel):
     backend : BackendConfig
     adapter_hash : str, optional
         Content hash of the adapter (transformers backend).
+    remove_plane : bool
+        Organized (MVTec 3D-AD) clouds: drop the background plane (``--keep-plane`` turns it off).
     version : str
         agent3d version.
     """
@@ -69,6 +71,7 @@ class EvalConfig(BaseModel):
     detect: DetectConfig = Field(default_factory=DetectConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
     adapter_hash: str | None = None
+    remove_plane: bool = True
     version: str = ""
 
     def runs(self) -> list[tuple[str, str | None]]:
@@ -216,10 +219,10 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
         When the model cannot be reached (the batch stops; a rerun resumes).
     """
     try:
-        cloud = sample.load()
+        cloud = sample.load(config.remove_plane)
         radius = region_radius(cloud.points)
         regions = gt_regions(cloud.points, cloud.labels, radius)
-        scorer = _scorer(sample.class_name, references, config.detect.scorer, config.detect.seed)
+        scorer = _scorer(sample.class_name, references, config.detect.scorer, config.detect.seed, config.remove_plane)
     except BackendError:
         raise
     except Exception as error:  # recorded, counted in the summary, never silent
@@ -270,14 +273,14 @@ def _run(sample: Sample, cloud, regions: np.ndarray, radius: float, scorer, gati
         "scorer": result.scorer, "scores_file": str(scores_file), ARRAYS: arrays}
 
 
-def _scorer(class_name: str, references: list[str], name: str, seed: int):
+def _scorer(class_name: str, references: list[str], name: str, seed: int, remove_plane: bool = True):
     """The class's scorer, fitted once per process on its references."""
     from agent3d.scoring import build_scorer
 
-    key = ("scorer", class_name, tuple(references), name, seed)
+    key = ("scorer", class_name, tuple(references), name, seed, remove_plane)
     with _BUILD_LOCK:
         if key not in _PROCESS_CACHE:
-            clouds = read_references(references)
+            clouds = read_references(references, remove_plane)
             _PROCESS_CACHE[key] = build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
         return _PROCESS_CACHE[key]
 
