@@ -54,6 +54,7 @@ def detect(
     """Find suspects with the language model and score them with the classical detector."""
     from agent3d.pipeline import detect as run_detect
     from agent3d.prompts import load_prompt
+    from agent3d.verdict import verdict
 
     with exit_codes():
         config = config_from(DetectConfig, options, guidance=read_guidance(options["guidance"]))
@@ -66,14 +67,17 @@ def detect(
         fitted = make_scorer(reference, config.scorer, config.seed)
         llm = backend_config.build(log_dir) if config.gating == "llm" else None
         result = run_detect(cloud, config, llm, fitted)
+        table = verdict(cloud, result, config, fitted) if cloud.labels is not None and cloud.labels.any() else None
     if out is not None:
         written = write_outputs(out, cloud, result)
         if not as_json:
             typer.echo(f"written: {', '.join(map(str, written))}", err=True)
     if as_json:
-        typer.echo(json.dumps(result.to_json()))
+        typer.echo(json.dumps({**result.to_json(), **({"verdict": table} if table else {})}))
     else:
         print_detection(result, cloud)
+        if table:
+            print_verdict(table)
 
 
 def write_outputs(out: Path, cloud: PointCloud, result: Detection) -> list[Path]:
@@ -87,6 +91,22 @@ def write_outputs(out: Path, cloud: PointCloud, result: Detection) -> list[Path]
     write_ply(out / "scores.ply", cloud.points, fields)
     write_json(out / "detection.json", {"file": cloud.source, **result.to_json()})
     return [out / "detection.json", out / "scores.ply"]
+
+
+def print_verdict(table: dict) -> None:
+    """The verdict panel: P-AUROC and GT regions hit of this run and of the baselines on the same cloud."""
+    from agent3d.verdict import verdict_line
+
+    panel = Table(title="verdict: this cloud has ground truth (same scorer and budget for every row)")
+    for column in ("gating", "P-AUROC", "GT regions with a suspect or seed"):
+        panel.add_column(column, justify="left" if column == "gating" else "right")
+    for gating, figures in table.items():
+        hit = "— (scores every point)" if figures["regions_hit"] is None else f"{figures['regions_hit']} of {figures['regions']}"
+        p_auroc = "—" if figures["p_auroc"] is None else f"{figures['p_auroc']:.3f}"
+        panel.add_row(f"[bold]{gating}[/bold] (this run)" if gating == next(iter(table)) else gating, p_auroc, hit)
+    console = Console()
+    console.print(panel)
+    console.print(verdict_line(table))
 
 
 def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None:
