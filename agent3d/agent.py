@@ -23,6 +23,7 @@ from agent3d.prompts import PromptTemplate
 from agent3d.verbalize import View, overview_of, split_into_tiles, zoomed_view
 
 MAX_SUSPECTS = 8
+REASON_CHARS = 24
 
 
 class ReplyError(ValueError):
@@ -90,9 +91,13 @@ def parse_reply(text: str, known_ids: set[str]) -> ParsedReply:
 
 def suspect_schema(ids: list[str]) -> dict:
     """The response schema with ``id`` restricted to the ids shown (an ``enum``), so constrained
-    decoding can only produce existing ids. Validation still checks every reply."""
+    decoding can only produce existing ids, and ``reason`` asked to be at most ``REASON_CHARS`` long (each
+    character is about a token the model must generate; validation still accepts the 60 of :class:`Suspect`).
+    Validation still checks every reply."""
     schema = response_schema(SuspectList)
-    schema["properties"]["suspects"]["items"]["properties"]["id"] = {"type": "string", "enum": list(ids)}
+    item = schema["properties"]["suspects"]["items"]["properties"]
+    item["id"] = {"type": "string", "enum": list(ids)}
+    item["reason"]["maxLength"] = REASON_CHARS
     return schema
 
 

@@ -38,7 +38,8 @@ class DetectConfig(BaseModel):
     prompts_dir: str | None = Field(None, description="Folder of your own prompt templates.")
     guidance: str = Field("", description="What is normal for this part and what a defect looks like (text or "
                                           "@FILE), shown by every template.")
-    n_points: int = Field(256, ge=1, description="Points shown to the language model.")
+    n_points: int = Field(64, ge=1, description="Points shown to the language model (64 fit SmolLM2-135M: about "
+                                                "1,300 prompt tokens).")
     sampling: Literal[SAMPLERS] = Field("fps", description="How those points are chosen: farthest point sampling "
                                                            "or voxel downsampling.")
     max_prompt_tokens: int = Field(6000, ge=1, description="Token budget per request; the view is tiled to fit.")

@@ -1,8 +1,10 @@
 """Writing a sampled point cloud out as text, within a token budget.
 
 Coordinates are normalised to the bounding box (one scale for all three axes, so shapes are
-not stretched) and quantized to integers 0-999, as in LLM point-cloud serialisations such as
-PointLLM / "LLMs read point clouds as text" studies. Each sampled point becomes one line with a
+not stretched) and quantized to integers 0-99 (``LEVELS``), as in LLM point-cloud serialisations such as
+PointLLM / "LLMs read point clouds as text" studies; two digits, because SmolLM2's tokenizer spends a token on every
+digit and a third digit would cost a fifth of the prompt for a precision a small model does not use. A zoomed view
+is quantized in its own, smaller bounding box, so it resolves finer detail with the same two digits. Each sampled point becomes one line with a
 short id. Geometry summaries are rendered as 0-9 ranks (deciles within the shown points) packed
 into one three-digit column, since tokenizers such as SmolLM2's spend a token per digit and per space.
 """
@@ -19,6 +21,7 @@ from scipy.spatial import cKDTree
 from agent3d.geometry import CloudContext, LocalGeometry
 from agent3d.sampling import farthest_point_sampling
 
+LEVELS = 100
 FORMATS = ("xyz", "xyz+geom", "regions")
 POINT_FORMATS = FORMATS[:2]
 _LEGENDS = {
@@ -44,7 +47,7 @@ class View:
     lines : list of str
         One text line per shown point.
     quantized : ndarray of shape (n_shown, 3), int64
-        Coordinates quantized to 0-999.
+        Coordinates quantized to 0 .. ``LEVELS`` - 1.
     format : str
         One of ``FORMATS``.
     legend : str
@@ -69,13 +72,13 @@ class View:
         return float(np.median(cKDTree(shown).query(shown, k=min(2, len(shown)))[0][..., -1]))
 
 
-def quantize(points: np.ndarray, levels: int = 1000) -> np.ndarray:
+def quantize(points: np.ndarray, levels: int = LEVELS) -> np.ndarray:
     """Normalise to the bounding box with one scale for all axes and round to integers.
 
     Parameters
     ----------
     points : ndarray of shape (n, 3), float64
-    levels : int, default 1000
+    levels : int, default LEVELS (100)
         Integers run from 0 to ``levels - 1``; the longest box edge spans the full range.
 
     Returns
