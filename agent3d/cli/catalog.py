@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent3d.cli.common import choices, exit_codes
-from agent3d.config import BACKENDS
+from agent3d.config import BACKENDS, DetectConfig
 from agent3d.io import read_cloud
 
 Backend = choices(BACKENDS)
@@ -20,10 +21,15 @@ runs_app = typer.Typer(no_args_is_help=True, help="List and compare evaluation r
 
 
 @prompts_app.command("list")
-def prompts_list(prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates.")) -> None:
+def prompts_list(prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates."),
+                 as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
     """The available prompts: name, version, format, content hash, description."""
     from agent3d.prompts import list_prompts
 
+    if as_json:
+        typer.echo(json.dumps([{"name": p.name, "version": p.version, "format": p.format, "hash": p.digest,
+                                "description": p.description} for p in list_prompts(prompts_dir)]))
+        return
     table = Table(title=f"prompts in {prompts_dir or 'agent3d (shipped)'}")
     for column in ("name", "version", "format", "hash", "description"):
         table.add_column(column)
@@ -54,7 +60,7 @@ def prompts_render(
     backend: Backend = typer.Option(Backend("llama-cpp"), help="Whose tokenizer counts the tokens."),
     model: Optional[str] = typer.Option(None, help="GGUF file, Hugging Face folder or model name."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL."),
-    n_points: int = typer.Option(256, help="Points shown to the language model."),
+    n_points: int = typer.Option(DetectConfig.model_fields["n_points"].default, help="Points shown to the language model."),
     guidance: str = typer.Option("", help="What is normal for this part and what a defect looks like, or @FILE."),
     seed: int = typer.Option(0, help="Seed for sampling."),
 ) -> None:
@@ -83,15 +89,20 @@ def prompts_render(
 
 
 @runs_app.command("list")
-def runs_list(folder: Path = typer.Argument(Path("runs"), help="A folder of runs, or one run.")) -> None:
-    """The runs in FOLDER: dataset, prompts (with content hashes), model, scorer, version, headline P-AUROC."""
+def runs_list(folder: Path = typer.Argument(Path("runs"), help="A folder of runs, or one run."),
+              as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
+    """The runs in FOLDER: dataset, prompts (with content hashes), model, scorer, version, and the best row by
+    P-AUROC among the runs' gatings other than all (which scores every point)."""
     from agent3d.evaluation.runs import list_runs
 
     with exit_codes():
         entries = list_runs(folder)
+    if as_json:
+        typer.echo(json.dumps(entries))
+        return
     table = Table(title=f"runs in {folder}")
     for column in ("run", "dataset", "gatings", "prompts", "model", "scorer", "rounds", "version", "samples",
-                   "headline", "P-AUROC"):
+                   "best gating", "P-AUROC"):
         table.add_column(column, no_wrap=column == "run")
     for e in entries:
         prompts = ", ".join(f"{name} {digest}" for name, digest in e["prompts"].items()) or "-"

@@ -73,6 +73,73 @@ def config_options(*models: type[BaseModel], repeatable: tuple[str, ...] = (), d
     return decorate
 
 
+def readable_metavars(func):
+    """Give every option and argument of a typer command a plain metavar (``PATH``, ``N``, ``X``, ``TEXT``,
+    ``[a|b]`` for choices, the argument's name, nothing for flags) instead of Python types such as ``<list[Path]>``."""
+    from typing import get_type_hints
+
+    hints = get_type_hints(func)
+    for parameter in inspect.signature(func).parameters.values():
+        info = parameter.default
+        if not isinstance(info, (typer.models.OptionInfo, typer.models.ArgumentInfo)) or info.metavar:
+            continue
+        kind = hints.get(parameter.name, str)
+        while get_origin(kind) in (list, Union, types.UnionType):
+            kind = next(a for a in get_args(kind) if a is not type(None))
+        if isinstance(info, typer.models.ArgumentInfo):
+            info.metavar = parameter.name.upper()
+        elif kind is bool:
+            info.metavar = " "  # a flag takes no value
+        elif isinstance(kind, type) and issubclass(kind, Enum):
+            info.metavar = "[" + "|".join(member.value for member in kind) + "]"
+        else:
+            info.metavar = {Path: "PATH", int: "N", float: "X"}.get(kind, "TEXT")
+    return func
+
+
+def merge_config_file(ctx: typer.Context, options: dict, models: tuple[type[BaseModel], ...]) -> dict:
+    """``options`` with the values of ``--config FILE.toml`` filled in where the command line gave none.
+
+    The file holds the same names as the flags (``n_points`` or ``n-points``), validated by the same models;
+    a flag given on the command line wins over the file.
+
+    Raises
+    ------
+    InputError
+        An unreadable file, invalid TOML, an unknown name or a value out of range (naming the file).
+    """
+    path = options.get("config")
+    if path is None:
+        return options
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(path, f"cannot read the configuration file ({error.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputError(path, f"not valid TOML ({error})") from None
+    values = {key.replace("-", "_"): value for key, value in data.items()}
+    fields = {name: model for model in models for name in model.model_fields}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise InputError(path, f"unknown option '{unknown[0]}' (known: {', '.join(sorted(fields))})")
+    for model in models:
+        try:
+            model(**{k: v for k, v in values.items() if fields[k] is model and not isinstance(v, list)})
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise InputError(path, f"{first['loc'][0]}: {first['msg']}") from None
+    merged = dict(options)
+    for key, value in values.items():
+        source = ctx.get_parameter_source(key)
+        if getattr(source, "name", None) != "COMMANDLINE":  # typer may bundle its own click
+            merged[key] = value
+    return merged
+
+
 def plain(value):
     """An option value without Enums (lists element-wise)."""
     if isinstance(value, list):

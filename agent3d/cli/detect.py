@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance
+from agent3d.cli.common import config_from, config_options, exit_codes, merge_config_file, read_guidance
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.io import check_output, read_cloud, read_gt, read_references, write_json, write_ply
@@ -43,12 +43,15 @@ def load_input(file: Path, gt: Path | None) -> PointCloud:
 
 @config_options(DetectConfig, BackendConfig)
 def detect(
+    ctx: typer.Context,
     file: Path = typer.Argument(..., help="Point cloud: .ply .pcd .obj .xyz .txt .csv .pts .npy .npz"),
     reference: list[Path] = typer.Option([], help="Normal reference cloud or folder (repeatable)."),
     gt: Optional[Path] = typer.Option(None, help="Ground-truth file (x y z label), matched by nearest neighbour."),
     out: Optional[Path] = typer.Option(None, help="Write detection.json and scores.ply here."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     log_dir: Optional[Path] = typer.Option(None, help="Append every request and reply to DIR/llm_log.jsonl."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of options, named as the flags "
+                                                                       "(n_points = 64); flags given here win."),
     **options,
 ) -> None:
     """Find suspects with the language model and score them with the classical detector."""
@@ -57,6 +60,7 @@ def detect(
     from agent3d.verdict import verdict
 
     with exit_codes():
+        options = merge_config_file(ctx, {**options, "config": config_file}, (DetectConfig, BackendConfig))
         config = config_from(DetectConfig, options, guidance=read_guidance(options["guidance"]))
         backend_config = config_from(BackendConfig, options)
         if out is not None:
@@ -128,7 +132,8 @@ def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None
     summary.add_row("backend", f"{result.backend or '-'}  model {result.model or '-'}  prompt {result.prompt or '-'}")
     if result.llm is not None:
         dropped = ", ".join(f"{k} {v}" for k, v in result.llm.dropped.items() if v) or "none"
-        summary.add_row("llm", f"{result.llm.calls} calls, {result.llm.tiles} tiles, dropped: {dropped}")
+        cached = f" ({result.llm.cached} from the cache)" if result.llm.cached else ""
+        summary.add_row("llm", f"{result.llm.calls} calls{cached}, {result.llm.tiles} tiles, dropped: {dropped}")
         for failure in result.llm.failures:
             summary.add_row("[red]llm failure[/red]", failure)
     console.print(summary)

@@ -11,13 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance
+from agent3d.cli.common import config_from, config_options, exit_codes, merge_config_file, read_guidance
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.gating import GATINGS
 
 
 @config_options(DetectConfig, BackendConfig, repeatable=("gating", "prompt"), defaults={"gating": list(GATINGS)})
 def evaluate(
+    ctx: typer.Context,
     dataset: Path = typer.Argument(..., help="Labeled folder, Real3D-AD or Anomaly-ShapeNet layout."),
     out: Path = typer.Option(..., help="Run folder: config.json, samples.jsonl, summary.json, report.md, roc.png."),
     reference: list[Path] = typer.Option([], help="Normal reference clouds for every class (repeatable); "
@@ -31,6 +32,8 @@ def evaluate(
                                                        "address, tcp://HOST:PORT."),
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the 95% intervals and paired tests "
                                                     "(0: none)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of options, named as the flags "
+                                                                       "(n_points = 64); flags given here win."),
     **options,
 ) -> None:
     """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
@@ -45,6 +48,7 @@ def evaluate(
     from agent3d.prompts import load_prompt
 
     with exit_codes():
+        options = merge_config_file(ctx, {**options, "config": config_file}, (DetectConfig, BackendConfig))
         gatings = list(dict.fromkeys(options["gating"]))
         prompts = list(dict.fromkeys(options["prompt"])) if "llm" in gatings else []
         detect_config = config_from(DetectConfig, options, gating=gatings[0], prompt=(prompts or ["geom"])[0],
@@ -129,10 +133,16 @@ def print_summary(summary: dict, out: Path) -> None:
     for row in table_rows(summary):
         table.add_row(*row)
     console.print(table)
+    for name, metrics in summary["per_run"].items():
+        if metrics.get("llm_calls"):
+            console.print(f"{name}: {metrics['llm_calls']} LLM calls, {metrics['llm_cached']} answered from the cache, "
+                          f"{metrics['llm_retries']} transport retries, {metrics['llm_failures']} unusable after retries")
     for line in comparison_lines(summary):
         console.print(line, soft_wrap=True)
     if summary.get("n_failed"):
         console.print(f"[red]{summary['n_failed']} runs failed[/red] (not in the metrics; reasons in "
                       f"{out / 'samples.jsonl'}), e.g. {summary['failures'][0]['reason']}", soft_wrap=True)
-    console.print(f"written: {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}, {out / 'roc.png'}",
+    written = ["config.json", "samples.jsonl", "scores/", "summary.json", "report.md", "report.html", "roc.png",
+               "renders/"] + (["llm_log.jsonl"] if (out / "llm_log.jsonl").is_file() else [])
+    console.print(f"written: {', '.join(str(out / name) for name in written if (out / name.rstrip('/')).exists())}",
                   soft_wrap=True)

@@ -20,7 +20,7 @@ def list_runs(root: str | Path) -> list[dict]:
     """One entry per run in ``root`` (or ``root`` itself when it is a run), sorted by path.
 
     Each entry: path, dataset, gatings, prompts with their content hashes, model, adapter (name@hash),
-    backend, scorer, rounds, version, samples and the headline run with its P-AUROC.
+    backend, scorer, rounds, version, samples and the best gated row with its P-AUROC (:func:`best_row`).
 
     Raises
     ------
@@ -43,9 +43,19 @@ def list_runs(root: str | Path) -> list[dict]:
                         "backend": summary.get("backend"), "scorer": summary.get("scorer"),
                         "adapter": summary.get("adapter"),
                         "rounds": config.get("detect", config).get("rounds", 1), "version": config.get("version"),
-                        "samples": summary.get("n_samples"), "run": summary.get("run"),
-                        "p_auroc": summary.get("p_auroc")})
+                        "samples": summary.get("n_samples"), **best_row(summary)})
     return entries
+
+
+def best_row(summary: dict) -> dict:
+    """``{"run", "p_auroc"}`` of the row with the highest P-AUROC among those that gate (not ``all``, which scores
+    every point and would always win), else of the first row."""
+    rows = {name: m.get("p_auroc") for name, m in summary.get("per_run", {}).items()}
+    gated = {name: value for name, value in rows.items() if name != "all" and value is not None}
+    if gated:
+        name = max(gated, key=gated.get)
+        return {"run": name, "p_auroc": gated[name]}
+    return {"run": summary.get("run"), "p_auroc": summary.get("p_auroc")}
 
 
 def load_rows(spec: str) -> dict[str, dict]:

@@ -59,6 +59,9 @@ def class_metrics(out: Path, records: list[dict]) -> dict:
         "llm_seconds": float(np.mean([r["llm_seconds"] for r in records])),
         "seconds": float(np.mean([r["seconds"] for r in records])),
         "llm_failures": sum(r["llm_failures"] for r in records),
+        "llm_calls": sum(r.get("llm_calls", 0) for r in records),
+        "llm_cached": sum(r.get("llm_cached", 0) for r in records),
+        "llm_retries": sum(r.get("llm_retries", 0) for r in records),
         "n_samples": len(records),
     }
 
@@ -73,7 +76,8 @@ def run_metrics(out: Path, records: list[dict]) -> dict:
     for key in per_class[next(iter(per_class))]:
         values = [m[key] for m in per_class.values() if m[key] is not None]
         overall[key] = float(np.mean(values)) if values else None
-    overall["llm_failures"] = sum(m["llm_failures"] for m in per_class.values())
+    for key in ("llm_failures", "llm_calls", "llm_cached", "llm_retries"):
+        overall[key] = sum(m[key] for m in per_class.values())
     overall["n_samples"] = len(records)
     return {**overall, "per_class": per_class}
 

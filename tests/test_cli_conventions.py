@@ -1,0 +1,83 @@
+"""The CLI behaves like its neighbours: --version, -h, completion, readable help with examples, --config TOML,
+models, doctor, --json lists, the verdict panel, announced outputs readable by others."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+
+import pytest
+from conftest import SAMPLE
+from typer.testing import CliRunner
+
+from agent3d import __version__
+from agent3d.cli import app
+
+runner = CliRunner()
+
+
+def test_version_short_help_completion_metavars_and_examples():
+    assert runner.invoke(app, ["--version"]).stdout.strip() == f"agent3d {__version__}"
+    top = runner.invoke(app, ["-h"])
+    assert top.exit_code == 0 and "--install-completion" in top.stdout and "doctor" in top.stdout
+    for command in (["detect"], ["evaluate"], ["synth"], ["models"], ["runs", "list"]):
+        shown = runner.invoke(app, [*command, "-h"], terminal_width=200)
+        assert shown.exit_code == 0, command
+        assert "list[" not in shown.stdout and "<int" not in shown.stdout and "<float" not in shown.stdout
+    assert "Examples" in runner.invoke(app, ["evaluate", "-h"], terminal_width=200).stdout
+    assert "--concurrency" in runner.invoke(app, ["evaluate", "-h"], terminal_width=200).stdout
+
+
+def test_config_file_fills_options_and_flags_win(tmp_path):
+    config = tmp_path / "my.toml"
+    config.write_text('gating = "saliency"\nbudget = 0.2\nn-points = 32\n')
+    result = runner.invoke(app, ["detect", str(SAMPLE), "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["gating"] == "saliency" and found["budget"] == 0.2
+    flagged = json.loads(runner.invoke(app, ["detect", str(SAMPLE), "--config", str(config), "--json", "--budget",
+                                             "0.05"]).stdout)
+    assert flagged["budget"] == 0.05 and flagged["gating"] == "saliency"
+    config.write_text("budget = 7\n")
+    bad = runner.invoke(app, ["detect", str(SAMPLE), "--config", str(config)])
+    assert bad.exit_code == 2 and bad.stderr.startswith(f"agent3d: {config}: budget:")
+    config.write_text("budgett = 0.1\n")
+    assert "unknown option 'budgett'" in runner.invoke(app, ["detect", str(SAMPLE), "--config", str(config)]).stderr
+    config.write_text("budget = [\n")
+    assert "not valid TOML" in runner.invoke(app, ["detect", str(SAMPLE), "--config", str(config)]).stderr
+
+
+def test_models_and_doctor_describe_this_machine():
+    from agent3d.llm.base import file_sha256
+    from agent3d.llm.llama_cpp import default_model_path
+
+    report = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
+    assert report["backends"]["llama-cpp"]["ready"] and report["backends"]["transformers"]["ready"]
+    assert report["embedded_model"]["sha256"] == file_sha256([default_model_path()])
+    assert report["embedded_model"]["bytes"] == default_model_path().stat().st_size
+    assert report["shipped_adapters"] == [] and report["optional"]["torch"]
+    checks = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    assert checks["ok"] and {c["check"] for c in checks["checks"] if c["ok"]} >= {"cache folder writable"}
+    dead = runner.invoke(app, ["doctor", "--json", "--base-url", "http://127.0.0.1:9/v1"])
+    assert dead.exit_code == 3 and not json.loads(dead.stdout)["ok"]
+
+
+def test_verdict_panel_and_announced_shareable_outputs(tmp_path):
+    result = runner.invoke(app, ["detect", str(SAMPLE), "--gating", "saliency", "--json"])
+    verdict = json.loads(result.stdout)["verdict"]
+    assert list(verdict) == ["saliency", "random", "all"] and verdict["all"]["regions_hit"] is None
+    assert verdict["all"]["p_auroc"] > 0.9 and 0 <= verdict["saliency"]["regions_hit"] <= verdict["saliency"]["regions"]
+    shown = runner.invoke(app, ["detect", str(SAMPLE), "--gating", "random", "--out", str(tmp_path / "r")],
+                          terminal_width=200)
+    assert "verdict" in shown.stdout and "random (this run)" in shown.stdout
+    assert f"written: {tmp_path / 'r' / 'detection.json'}, {tmp_path / 'r' / 'scores.ply'}" in shown.stderr
+    for name in ("detection.json", "scores.ply"):
+        assert stat.S_IMODE((tmp_path / "r" / name).stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("command", [["prompts", "list", "--json"]])
+def test_list_commands_speak_json(command):
+    listed = json.loads(runner.invoke(app, command).stdout)
+    assert {p["name"] for p in listed} >= {"geom", "baseline"} and all(re.fullmatch(r"[0-9a-f]{12}", p["hash"])
+                                                                        for p in listed)
