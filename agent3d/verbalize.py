@@ -106,7 +106,7 @@ def ranks(values: np.ndarray, bins: int = 10) -> np.ndarray:
 
 
 def verbalize(points: np.ndarray, indices: np.ndarray, geometry: LocalGeometry | None = None,
-              fmt: str = "xyz+geom") -> View:
+              fmt: str = "xyz+geom", levels: int = LEVELS) -> View:
     """Turn sampled points into text lines, ordered along x, then y, then z.
 
     Parameters
@@ -119,6 +119,8 @@ def verbalize(points: np.ndarray, indices: np.ndarray, geometry: LocalGeometry |
         Summaries of the sampled points, in the order of ``indices``; required for ``xyz+geom``.
     fmt : {"xyz", "xyz+geom"}, default "xyz+geom"
         Point formats; the ``regions`` overview is :func:`regions_view`.
+    levels : int, default LEVELS (100)
+        Coordinates run from 0 to ``levels - 1`` (the shipped prompts say 0 to 99).
 
     Returns
     -------
@@ -132,7 +134,7 @@ def verbalize(points: np.ndarray, indices: np.ndarray, geometry: LocalGeometry |
     if fmt not in POINT_FORMATS:
         raise ValueError(f"unknown point format '{fmt}' (expected one of {', '.join(POINT_FORMATS)}; "
                          "regions are made by regions_view)")
-    quantized = quantize(points[indices])
+    quantized = quantize(points[indices], levels)
     order = np.lexsort((quantized[:, 2], quantized[:, 1], quantized[:, 0]))
     lines = [f"p{i} {x} {y} {z}" for i, (x, y, z) in enumerate(quantized[order].tolist())]
     if fmt == "xyz+geom":

@@ -9,6 +9,8 @@ import numpy as np
 from agent3d.io import atomic_write
 
 VIEWS = ((25, -60), (25, 120), (85, -90), (0, 0))  # (elevation, azimuth) in degrees
+VIEW_NAMES = ("front left", "back right", "top", "side")
+GT_COLOUR, SUSPECT_COLOUR = "#00e5ff", "#39ff14"  # cyan and green: far from every colour of inferno
 MAX_DRAWN = 30000
 
 
@@ -25,9 +27,10 @@ def render(path: str | Path, points: np.ndarray, scores: np.ndarray | None = Non
     scores : ndarray of shape (n,), float, optional
         Colour (inferno, with a colour bar); without it points are coloured by label, else by height.
     labels : ndarray of shape (n,), {0, 1}, optional
-        GT anomalous points are outlined in cyan (when coloured by score).
+        GT anomalous points are ringed in cyan (when coloured by score), named in the legend.
     suspects : ndarray of shape (k,), int64, optional
-        Suspect indices, marked with green crosses.
+        Suspect indices, marked with green crosses, named in the legend. Each view is titled with its name
+        and angles.
     n_views : int, default 3
         2 to 4 views.
     size : (int, int), default (1200, 420)
@@ -73,18 +76,23 @@ def render(path: str | Path, points: np.ndarray, scores: np.ndarray | None = Non
                              s=1.0 + 8.0 * weight**2, linewidths=0, depthshade=False)  # hot points larger
         if labels is not None and labels.any():
             gt = points[labels.astype(bool)]
-            axis.scatter(gt[:, 0], gt[:, 1], gt[:, 2], facecolors="none", edgecolors="cyan", s=9, linewidths=0.25,
-                         alpha=0.5)
+            axis.scatter(gt[:, 0], gt[:, 1], gt[:, 2], facecolors="none", edgecolors=GT_COLOUR, s=16, linewidths=0.9,
+                         alpha=0.9, depthshade=False, label="ground truth (anomalous)")
         if suspects is not None and len(suspects):
             sp = points[np.asarray(suspects)]
-            axis.scatter(sp[:, 0], sp[:, 1], sp[:, 2], marker="x", c="lime", s=40, linewidths=1.2)
+            axis.scatter(sp[:, 0], sp[:, 1], sp[:, 2], marker="x", c=SUSPECT_COLOUR, s=50, linewidths=1.6,
+                         depthshade=False, label="suspects (or seeds)")
         axis.view_init(elev=elevation, azim=azimuth)
+        axis.set_title(f"{VIEW_NAMES[i]} (elev {elevation}°, azim {azimuth}°)", fontsize=8)
         axis.set_box_aspect(np.maximum(np.ptp(points, axis=0), 1e-9 + 0.05 * np.ptp(points, axis=0).max()), zoom=1.35)
         axis.set_axis_off()
         axes.append(axis)
     figure.subplots_adjust(left=0.0, right=0.9, bottom=0.0, top=0.92, wspace=0.0)
     bar = figure.add_axes((0.92, 0.15, 0.012, 0.7))
     figure.colorbar(image, cax=bar, label=legend)
+    handles, names = axes[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, names, loc="lower left", fontsize=8, frameon=True, facecolor="white")
     if title:
         figure.suptitle(title, fontsize=9)
     path = Path(path)

@@ -121,6 +121,8 @@ def test_html_report_holds_the_table_and_the_images(tmp_path):
     assert result.exit_code == 0, result.output
     page = (tmp_path / "run" / "report.html").read_text()
     assert "<table>" in page and "<td>all</td>" in page and "<td>random</td>" in page
-    assert page.count('<img src="data:image/png;base64,') == 1 + 3  # ROC + best, median, worst of the class
+    assert page.count('<img src="data:image/png;base64,') == 1 + 2 * 3  # ROC + best, median, worst per run
     renders = sorted(p.name for p in (tmp_path / "run" / "renders").iterdir())
-    assert [name.split("_")[1] for name in renders] == ["best", "median", "worst"]
+    assert [name.split("_")[:3] for name in renders] == [[run, "d", tag] for run in ("all", "random")
+                                                         for tag in ("best", "median", "worst")]
+    assert "random: d / " in page and "all: d / " in page

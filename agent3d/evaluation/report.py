@@ -77,33 +77,39 @@ def plot_roc(out: Path, summary: dict) -> None:
 
 
 def render_examples(out: Path, summary: dict, load_points: Callable[[str, str], np.ndarray]) -> list[dict]:
-    """Render the best, median and worst sample of each class (by per-sample P-AUROC of the headline run)
-    into ``out/renders/``; return one dict per picture (class, sample, tag, auroc, path, and the arrays of
-    the median one for an interactive view)."""
+    """Render the best, median and worst sample of each class (by per-sample P-AUROC) for every run of the
+    evaluation into ``out/renders/``; return one dict per picture (run, class, sample, tag, auroc, path, and the
+    arrays of the headline run's median one for an interactive view)."""
     from agent3d.viz import render
 
-    records = [r for r in read_records(out) if run_name(r["gating"], r["prompt"]) == summary["run"]]
-    by_class = defaultdict(list)
-    for record in records:
-        arrays = np.load(out / record["scores_file"])
-        value = auroc(arrays["labels"], arrays["scores"])
-        if value is not None:
-            by_class[record["class"]].append((value, record))
+    records = read_records(out)
     examples = []
-    for name, scored in sorted(by_class.items()):
-        scored.sort(key=lambda item: item[0])
-        picks = {"worst": scored[0], "median": scored[len(scored) // 2], "best": scored[-1]}
-        for tag, (value, record) in picks.items():
+    for run in summary["per_run"]:
+        by_class = defaultdict(list)
+        for record in (r for r in records if run_name(r["gating"], r["prompt"]) == run):
             arrays = np.load(out / record["scores_file"])
-            points = load_points(record["class"], record["sample"])
-            marks = np.array([s["index"] for s in record["suspects"]] or record["seeds"], dtype=np.int64)
-            path = render(out / "renders" / f"{name}_{tag}_{record['sample']}.png", points, arrays["scores"],
-                          arrays["labels"], marks, title=f"{name} / {record['sample']}: {tag} of the class, "
-                                                          f"P-AUROC {value:.3f} ({summary['run']})")
-            examples.append({"class": name, "sample": record["sample"], "tag": tag, "auroc": value, "path": path,
-                             "points": points if tag == "median" else None,
-                             "scores": arrays["scores"] if tag == "median" else None})
+            value = auroc(arrays["labels"], arrays["scores"])
+            if value is not None:
+                by_class[record["class"]].append((value, record))
+        for name, scored in sorted(by_class.items()):
+            scored.sort(key=lambda item: item[0])
+            picks = {"worst": scored[0], "median": scored[len(scored) // 2], "best": scored[-1]}
+            for tag, (value, record) in picks.items():
+                examples.append(_render_one(out, render, load_points, run, name, tag, value, record,
+                                            interactive=run == summary["run"] and tag == "median"))
     return examples
+
+
+def _render_one(out: Path, render, load_points, run: str, name: str, tag: str, value: float, record: dict,
+                interactive: bool) -> dict:
+    arrays = np.load(out / record["scores_file"])
+    points = load_points(record["class"], record["sample"])
+    marks = np.array([s["index"] for s in record["suspects"]] or record["seeds"], dtype=np.int64)
+    path = render(out / "renders" / f"{run.replace('/', '-')}_{name}_{tag}_{record['sample']}.png", points,
+                  arrays["scores"], arrays["labels"], marks,
+                  title=f"{run}: {name} / {record['sample']}, {tag} of the class, P-AUROC {value:.3f}")
+    return {"run": run, "class": name, "sample": record["sample"], "tag": tag, "auroc": value, "path": path,
+            "points": points if interactive else None, "scores": arrays["scores"] if interactive else None}
 
 
 def write_html(out: Path, summary: dict, examples: list[dict]) -> Path:
