@@ -81,3 +81,26 @@ def test_list_commands_speak_json(command):
     listed = json.loads(runner.invoke(app, command).stdout)
     assert {p["name"] for p in listed} >= {"geom", "baseline"} and all(re.fullmatch(r"[0-9a-f]{12}", p["hash"])
                                                                         for p in listed)
+
+
+def test_live_status_follows_the_model_only_on_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from agent3d.llm import status
+
+    status.report(prompt_tokens=5)  # no status open: nothing happens
+    assert status.current() is None
+    terminal = Console(file=io.StringIO(), force_terminal=True)
+    with status.live_status(True, terminal):
+        status.report(prompt_tokens=1324)
+        assert status.current().startswith("model: 1,324 prompt tokens, reading the prompt")
+        status.report(generated=12)
+        assert "generating: 12 tokens" in status.current() and "tokens/s" in status.current()
+    assert status.current() is None
+    with status.live_status(True, Console(file=io.StringIO())):  # not a terminal: off
+        status.report(prompt_tokens=3)
+        assert status.current() is None
+    with status.live_status(False, terminal):  # --quiet
+        assert status.current() is None

@@ -50,6 +50,8 @@ def detect(
     out: Optional[Path] = typer.Option(None, help="Write detection.json and scores.ply here."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     log_dir: Optional[Path] = typer.Option(None, help="Append every request and reply to DIR/llm_log.jsonl."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live status line while the model works (it shows "
+                                                            "only on a terminal)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of options, named as the flags "
                                                                        "(n_points = 64); flags given here win."),
     **options,
@@ -57,6 +59,7 @@ def detect(
     """Find suspects with the language model and score them with the classical detector."""
     from agent3d.pipeline import detect as run_detect
     from agent3d.prompts import load_prompt
+    from agent3d.llm.status import live_status
     from agent3d.verdict import verdict
 
     with exit_codes():
@@ -70,7 +73,8 @@ def detect(
         cloud = load_input(file, gt)
         fitted = make_scorer(reference, config.scorer, config.seed)
         llm = backend_config.build(log_dir) if config.gating == "llm" else None
-        result = run_detect(cloud, config, llm, fitted)
+        with live_status(not quiet):
+            result = run_detect(cloud, config, llm, fitted)
         table = verdict(cloud, result, config, fitted) if cloud.labels is not None and cloud.labels.any() else None
     if out is not None:
         written = write_outputs(out, cloud, result)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent3d.io import InputError
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
+from agent3d.llm.status import report
 
 CHAT_OVERHEAD_TOKENS = 4  # role markers around each message in ChatML-style templates
 
@@ -82,18 +83,24 @@ class LlamaCppBackend:
                        "sha256": file_sha256([path])}  # two different model.gguf files never share replies
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
+        """One reply, streamed token by token so the live status (:mod:`agent3d.llm.status`) can follow it."""
         start = time.perf_counter()
+        report(prompt_tokens=self.count_tokens(messages))
+        pieces = []
         try:
-            out = self._llm.create_chat_completion(
-                messages=messages, response_format={"type": "json_object", "schema": schema},
-                temperature=self.params["temperature"], max_tokens=self.params["max_tokens"],
-                seed=self.params["seed"])
+            for chunk in self._llm.create_chat_completion(
+                    messages=messages, response_format={"type": "json_object", "schema": schema},
+                    temperature=self.params["temperature"], max_tokens=self.params["max_tokens"],
+                    seed=self.params["seed"], stream=True):
+                piece = chunk["choices"][0]["delta"].get("content")
+                if piece:
+                    pieces.append(piece)
+                    report(generated=len(pieces))
         except (ValueError, RuntimeError) as error:
             raise BackendError(f"llama.cpp failed: {error}") from None
-        usage = out.get("usage") or {}
-        return Reply(text=out["choices"][0]["message"]["content"] or "",
-                     prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                     completion_tokens=int(usage.get("completion_tokens", 0)),
+        text = "".join(pieces)
+        completion = len(self._llm.tokenize(text.encode(), add_bos=False, special=False)) if text else 0
+        return Reply(text=text, prompt_tokens=max(self._llm.n_tokens - completion, 0), completion_tokens=completion,
                      seconds=time.perf_counter() - start)
 
     def count_tokens(self, messages: Messages) -> int:
