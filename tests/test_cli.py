@@ -161,7 +161,7 @@ def test_every_detect_option_exists_in_evaluate_with_the_same_default_and_help()
     commands = typer.main.get_command(app).commands
     options = {name: {p.name: p for p in commands[name].params if p.param_type_name == "option"}
                for name in ("detect", "evaluate")}
-    only_detect = {"gt", "out", "as_json", "log_dir"}  # per-file outputs; evaluate writes its own folder and log
+    only_detect = {"gt", "out", "as_json", "log_dir", "quiet"}  # per-file outputs and the live line; evaluate has its bar
     assert set(options["detect"]) - only_detect <= set(options["evaluate"])
     for name, option in options["detect"].items():
         if name in only_detect or name == "reference":
