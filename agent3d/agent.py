@@ -23,7 +23,7 @@ from agent3d.prompts import PromptTemplate
 from agent3d.verbalize import View, overview_of, split_into_tiles, zoomed_view
 
 MAX_SUSPECTS = 8
-REASON_CHARS = 24
+REASON_CHARS = 12
 
 
 class ReplyError(ValueError):

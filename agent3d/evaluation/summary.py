@@ -133,7 +133,8 @@ def add_statistics(out: Path, records: dict[str, list[dict]], per_run: dict, n_r
         per_run[name]["intervals"] = intervals(class_curves(out, run_records), n_resamples, seed=seed)
         per_run[name]["versus"] = {}
         for baseline in BASELINES:
-            if baseline == name or baseline not in records:
+            mirrored = name in BASELINES and BASELINES.index(name) < BASELINES.index(baseline)
+            if baseline == name or baseline not in records or mirrored:  # saliency - random, not also its mirror
                 continue
             common = ({(r["class"], r["sample"]) for r in run_records}
                       & {(r["class"], r["sample"]) for r in records[baseline]})
@@ -164,7 +165,7 @@ def comparison_lines(summary: dict) -> list[str]:
     for name, metrics in summary["per_run"].items():
         for baseline, found in metrics.get("versus", {}).items():
             lines += [format_difference(name, baseline, title, found[key]) for key, title in INTERVAL_COLUMNS
-                      if key in found]
+                      if key in found and found[key]["diff"] is not None]
     return lines
 
 
