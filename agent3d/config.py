@@ -72,6 +72,25 @@ class BackendConfig(BaseModel):
         """Records (config.json, summaries) never hold credentials written into the URL."""
         return redact_url(url)
 
+    def check(self) -> None:
+        """Refuse, without loading anything, a ``--model`` path that does not exist (local backends) and an
+        ``openai`` backend without ``--model``.
+
+        Raises
+        ------
+        agent3d.io.InputError, agent3d.llm.base.BackendError
+        """
+        from pathlib import Path
+
+        from agent3d.io import InputError
+        from agent3d.llm.base import BackendError
+
+        if self.backend == "openai":
+            if not self.model:
+                raise BackendError("--backend openai needs --model")
+        elif self.model and not Path(self.model).exists():
+            raise InputError(self.model, "no such model file or folder")
+
     def build(self, log_dir=None):
         """The backend this configuration describes, wrapped in the reply cache (unless ``no_cache``) and the
         request log (when ``log_dir``); see :func:`agent3d.llm.make_backend` for the errors raised."""

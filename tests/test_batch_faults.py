@@ -151,3 +151,13 @@ def test_errors_cross_worker_processes_intact(serve, tmp_path):
     assert result.exit_code == 3, result.output
     assert result.stderr.strip().splitlines()[-1].startswith(f"agent3d: backend failure: {server.url}: ")
     assert "Traceback" not in result.output and "BrokenProcessPool" not in result.output
+
+
+def test_a_model_that_cannot_load_stops_the_batch_instead_of_failing_every_sample(tmp_path):
+    root = write_labeled(tmp_path / "d", n_samples=2, references=False)
+    (tmp_path / "bad.gguf").write_text("not a model")
+    result = runner.invoke(app, ["evaluate", str(root), "--gating", "llm", "--model", str(tmp_path / "bad.gguf"),
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(f"agent3d: {tmp_path / 'bad.gguf'}: not a loadable GGUF")
+    assert not (tmp_path / "run" / "samples.jsonl").exists() or not records(tmp_path / "run")

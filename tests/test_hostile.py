@@ -292,6 +292,8 @@ OTHER = {
                           "runfile: exists and is not a folder"),
     "evaluate-bad-reference": (lambda d: ["evaluate", str(labeled(d)), "--out", str(d / "run"), "--reference",
                                           str(table(d, "ref1.xyz", np.ones((40, 3))))], "ref1.xyz: all points coincide"),
+    "evaluate-model-missing": (lambda d: ["evaluate", str(labeled(d)), "--out", str(d / "run"), "--gating", "llm",
+                                          "--model", str(d / "gone.gguf")], "gone.gguf: no such model file"),
     "prompts-show": (lambda d: ["prompts", "show", "../../etc"], "a prompt name is a folder name"),
     "prompts-render": (lambda d: ["prompts", "render", "geom", str(d / "absent.xyz")], "absent.xyz: no such file"),
     "tune-out-file": (lambda d: ["tune", str(labeled(d)), "--out", str(text(d, "tunefile", "x"))],

@@ -56,6 +56,8 @@ def evaluate(
         backend_config = config_from(BackendConfig, options)
         hashes = {name: load_prompt(name, detect_config.prompts_dir).digest for name in prompts}
         adapter = resolve_adapter(backend_config.adapter) if "llm" in gatings else None
+        if "llm" in gatings:
+            backend_config.check()  # a missing --model is refused before anything is written
         data = load_dataset(dataset)
         read_references(reference, not keep_plane)  # a bad --reference is refused before anything is written
         check_output(out, folder=True, keep="config.json")

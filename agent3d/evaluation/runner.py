@@ -217,7 +217,10 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
     ------
     agent3d.llm.base.BackendError
         When the model cannot be reached (the batch stops; a rerun resumes).
+    agent3d.io.InputError
+        A model that cannot be loaded (the batch stops).
     """
+    backend = _backend(config, out) if any(gating == "llm" for gating, _ in runs) else None  # its errors stop the batch
     try:
         cloud = sample.load(config.remove_plane)
         radius = region_radius(cloud.points)
@@ -230,7 +233,7 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
     records = []
     for gating, prompt in runs:
         try:
-            records.append(_run(sample, cloud, regions, radius, scorer, gating, prompt, config, out))
+            records.append(_run(sample, cloud, regions, radius, scorer, gating, prompt, config, backend))
         except BackendError:
             raise
         except Exception as error:
@@ -246,12 +249,12 @@ def failure(sample: Sample, gating: str, prompt: str | None, error: Exception) -
 
 
 def _run(sample: Sample, cloud, regions: np.ndarray, radius: float, scorer, gating: str, prompt: str | None,
-         config: EvalConfig, out: Path) -> dict:
+         config: EvalConfig, backend) -> dict:
     from agent3d.pipeline import detect
 
     detect_config = config.detect.model_copy(update={"gating": gating, "prompt": prompt or config.detect.prompt})
     try:
-        result = detect(cloud, detect_config, _backend(config, out) if gating == "llm" else None, scorer)
+        result = detect(cloud, detect_config, backend if gating == "llm" else None, scorer)
     except RegistrationError as error:
         raise InputError(sample.path, str(error)) from None
     key = run_key(sample, gating, prompt)
