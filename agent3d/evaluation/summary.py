@@ -128,19 +128,24 @@ def summarize(out: Path, runs: list[tuple[str, str | None]], meta: dict, n_resam
 
 def add_statistics(out: Path, records: dict[str, list[dict]], per_run: dict, n_resamples: int, seed: int) -> None:
     """Add ``intervals`` (95 % bootstrap interval per metric) and ``versus`` (paired differences against the
-    ``random`` and ``saliency`` runs on the samples both finished) to each run's entry of ``per_run``."""
-    for name, run_records in records.items():
-        per_run[name]["intervals"] = intervals(class_curves(out, run_records), n_resamples, seed=seed)
+    ``random`` and ``saliency`` runs on the samples both finished) to each run's entry of ``per_run``. Each run's
+    score files are read once; a pair reads them again only when the two runs finished different samples."""
+    samples = {name: {(r["class"], r["sample"]) for r in rs} for name, rs in records.items()}
+    curves = {name: class_curves(out, rs) for name, rs in records.items()}
+
+    def restricted(name: str, common: set) -> list:
+        return curves[name] if common == samples[name] else class_curves(out, records[name], common)
+
+    for name in records:
+        per_run[name]["intervals"] = intervals(curves[name], n_resamples, seed=seed)
         per_run[name]["versus"] = {}
         for baseline in BASELINES:
             mirrored = name in BASELINES and BASELINES.index(name) < BASELINES.index(baseline)
             if baseline == name or baseline not in records or mirrored:  # saliency - random, not also its mirror
                 continue
-            common = ({(r["class"], r["sample"]) for r in run_records}
-                      & {(r["class"], r["sample"]) for r in records[baseline]})
+            common = samples[name] & samples[baseline]
             per_run[name]["versus"][baseline] = paired_difference(
-                class_curves(out, records[baseline], common), class_curves(out, run_records, common), n_resamples,
-                seed=seed)
+                restricted(baseline, common), restricted(name, common), n_resamples, seed=seed)
 
 
 def interval_rows(summary: dict) -> list[list[str]]:
