@@ -81,9 +81,20 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
 
 
 def plane_mask(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Pixels of ``image`` (height, width, 3) on the background plane fitted to the border frame's valid points.
+    """Pixels on the background plane fitted to the border frame's valid points (BTF's ``get_fore_mask``).
 
-    Returns all False when the frame holds too few valid points to fit a plane.
+    Parameters
+    ----------
+    image : ndarray of shape (height, width, 3), float64
+        Organized coordinates, in the file's units.
+    valid : ndarray of shape (height, width), bool
+        Pixels holding a point.
+
+    Returns
+    -------
+    ndarray of shape (height, width), bool
+        True on the plane (closer than ``PLANE_DISTANCE`` x the bounding-box diagonal); all False when the frame
+        holds fewer than 50 valid points.
     """
     import open3d as o3d
 

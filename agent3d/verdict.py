@@ -51,7 +51,13 @@ def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) 
 
 
 def verdict_line(table: dict) -> str:
-    """One sentence: does the run's gating beat random and saliency on P-AUROC and regions hit?"""
+    """One sentence: does the run's gating beat random and saliency on P-AUROC and regions hit?
+
+    Parameters
+    ----------
+    table : dict
+        From :func:`verdict`, the run's gating first.
+    """
     run, figures = next(iter(table.items()))
     if run in ("random", "all") or figures["p_auroc"] is None:
         return f"{run} gating: a baseline."

@@ -82,7 +82,18 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
 
 
 def doctor_checks(base_url: str | None = None) -> list[dict]:
-    """Every check: ``{"check", "ok", "detail", "required"}``."""
+    """Run every check of ``agent3d doctor``.
+
+    Parameters
+    ----------
+    base_url : str, optional
+        An OpenAI-compatible server whose ``/models`` must answer within 5 s.
+
+    Returns
+    -------
+    list of dict
+        ``{"check", "ok", "detail", "required"}`` per check; a failing check reports its error, never raises.
+    """
     from agent3d.llm.base import redact_url
     from agent3d.llm.cache import default_cache_dir
 
