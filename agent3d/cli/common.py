@@ -6,6 +6,7 @@ Exit codes: 0 ok, 2 bad input (one line naming the file and the problem), 3 back
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 from collections.abc import Iterator
@@ -43,7 +44,8 @@ def _cli_type(annotation):
 
 def config_options(*models: type[BaseModel], repeatable: tuple[str, ...] = (), defaults: dict | None = None):
     """Add every field of ``models`` to a typer command as a keyword option: ``--field-name``, the field's
-    default and description. The command receives them in ``**options`` (see :func:`config_from`).
+    default and description, plus ``--config FILE.toml`` whose values fill the options the command line did not
+    give (:func:`merge_config_file`). The command receives them in ``**options`` (see :func:`config_from`).
 
     Parameters
     ----------
@@ -67,9 +69,23 @@ def config_options(*models: type[BaseModel], repeatable: tuple[str, ...] = (), d
                                                  for v in (defaults or {}).get(name, [plain(default)])]
                 option = typer.Option(default, "--" + name.replace("_", "-"), help=field.description)
                 added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
-                func.__annotations__[name] = kind
-        func.__signature__ = signature.replace(parameters=own + added)
-        return func
+        config = typer.Option(None, "--config", help="TOML file of options, named as the flags (n_points = 64); "
+                                                     "flags given here win.")
+
+        @functools.wraps(func)
+        def command(ctx: typer.Context, config_file: Optional[Path] = None, **given):
+            with exit_codes():
+                merged = merge_config_file(ctx, {**given, "config": config_file}, models)
+            merged.pop("config")
+            return func(**merged)
+
+        first = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+        last = inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=config,
+                                 annotation=Optional[Path])
+        command.__signature__ = signature.replace(parameters=[first, *own, *added, last])
+        command.__annotations__ = {**func.__annotations__, **{p.name: p.annotation for p in added},
+                                   "ctx": typer.Context, "config_file": Optional[Path]}
+        return command
     return decorate
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent3d.cli.common import config_from, config_options, exit_codes, merge_config_file, read_guidance
+from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.io import check_output, read_cloud, read_gt, read_references, write_json, write_ply
@@ -43,7 +43,6 @@ def load_input(file: Path, gt: Path | None) -> PointCloud:
 
 @config_options(DetectConfig, BackendConfig)
 def detect(
-    ctx: typer.Context,
     file: Path = typer.Argument(..., help="Point cloud: .ply .pcd .obj .xyz .txt .csv .pts .npy .npz"),
     reference: list[Path] = typer.Option([], help="Normal reference cloud or folder (repeatable)."),
     gt: Optional[Path] = typer.Option(None, help="Ground-truth file (x y z label), matched by nearest neighbour."),
@@ -52,8 +51,6 @@ def detect(
     log_dir: Optional[Path] = typer.Option(None, help="Append every request and reply to DIR/llm_log.jsonl."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live status line while the model works (it shows "
                                                             "only on a terminal)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of options, named as the flags "
-                                                                       "(n_points = 64); flags given here win."),
     **options,
 ) -> None:
     """Find suspects with the language model and score them with the classical detector."""
@@ -63,7 +60,6 @@ def detect(
     from agent3d.verdict import verdict
 
     with exit_codes():
-        options = merge_config_file(ctx, {**options, "config": config_file}, (DetectConfig, BackendConfig))
         config = config_from(DetectConfig, options, guidance=read_guidance(options["guidance"]))
         backend_config = config_from(BackendConfig, options)
         if out is not None:

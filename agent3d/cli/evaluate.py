@@ -11,14 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent3d.cli.common import config_from, config_options, exit_codes, merge_config_file, read_guidance
+from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.gating import GATINGS
 
 
 @config_options(DetectConfig, BackendConfig, repeatable=("gating", "prompt"), defaults={"gating": list(GATINGS)})
 def evaluate(
-    ctx: typer.Context,
     dataset: Path = typer.Argument(..., help="Labeled folder, Real3D-AD or Anomaly-ShapeNet layout."),
     out: Path = typer.Option(..., help="Run folder: config.json, samples.jsonl, summary.json, report.md, roc.png."),
     reference: list[Path] = typer.Option([], help="Normal reference clouds for every class (repeatable); "
@@ -32,8 +31,6 @@ def evaluate(
                                                        "address, tcp://HOST:PORT."),
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the 95% intervals and paired tests "
                                                     "(0: none)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of options, named as the flags "
-                                                                       "(n_points = 64); flags given here win."),
     **options,
 ) -> None:
     """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
@@ -48,7 +45,6 @@ def evaluate(
     from agent3d.prompts import load_prompt
 
     with exit_codes():
-        options = merge_config_file(ctx, {**options, "config": config_file}, (DetectConfig, BackendConfig))
         gatings = list(dict.fromkeys(options["gating"]))
         prompts = list(dict.fromkeys(options["prompt"])) if "llm" in gatings else []
         detect_config = config_from(DetectConfig, options, gating=gatings[0], prompt=(prompts or ["geom"])[0],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from agent3d.io import InputError
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
-from agent3d.llm.status import report
+from agent3d.llm.status import report, status_open
 
 CHAT_OVERHEAD_TOKENS = 4  # role markers around each message in ChatML-style templates
 
@@ -85,7 +85,8 @@ class LlamaCppBackend:
     def complete(self, messages: Messages, schema: dict) -> Reply:
         """One reply, streamed token by token so the live status (:mod:`agent3d.llm.status`) can follow it."""
         start = time.perf_counter()
-        report(prompt_tokens=self.count_tokens(messages))
+        if status_open():  # counting the prompt's tokens costs a tokenization: only for someone watching
+            report(prompt_tokens=self.count_tokens(messages))
         pieces = []
         try:
             for chunk in self._llm.create_chat_completion(

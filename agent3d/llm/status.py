@@ -32,6 +32,11 @@ class _Line:
         return f"model: {self.prompt:,} prompt tokens, {state}, {elapsed:.1f} s"
 
 
+def status_open() -> bool:
+    """True while a status line is shown."""
+    return bool(_CURRENT)
+
+
 def current() -> str | None:
     """The text of the open status line, or None."""
     return _CURRENT[-1].render() if _CURRENT else None

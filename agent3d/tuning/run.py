@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from agent3d.evaluation.datasets import load_dataset
+from agent3d import io
 from agent3d.io import InputError, write_json
 from agent3d.llm.transformers import (
     ADAPTER_RECORD,
@@ -67,14 +68,14 @@ def collect_examples(datasets: list[Path], prompt, n_points: int, samplings: int
 
 
 def check_output(out: Path, config: TuneConfig, resume: bool) -> None:
-    """Refuse an output folder that holds a finished adapter, or a resume without a matching checkpoint.
+    """Refuse what :func:`agent3d.io.check_output` refuses (a file, an unwritable place), an output folder that
+    holds a finished adapter, or a resume without a matching checkpoint.
 
     Raises
     ------
     InputError
     """
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "exists and is not a folder")
+    io.check_output(out, folder=True)
     if (out / ADAPTER_RECORD).is_file():
         raise InputError(out, "already holds a tuned adapter; choose another --out")
     recorded = checkpoint_config(out) if out.is_dir() else None
