@@ -24,9 +24,6 @@ import numpy as np
 from agent3d.cloud import MIN_POINTS, PointCloud
 from agent3d.file_checks import InputError, check_file, check_numpy_file, check_pcd, check_ply
 
-__all__ = ["InputError", "read_cloud", "read_references", "read_gt", "read_ply_fields", "write_json", "write_text", "write_ply",
-           "check_output", "staged_folder", "atomic_write"]
-
 TEXT_EXTENSIONS = (".xyz", ".txt", ".csv", ".pts")
 ORGANIZED_EXTENSIONS = (".tiff", ".tif")
 CLOUD_EXTENSIONS = (".ply", ".pcd", ".obj", ".npy", ".npz", *TEXT_EXTENSIONS, *ORGANIZED_EXTENSIONS)
@@ -163,14 +160,11 @@ def read_ply_fields(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.n
     InputError
         Missing, truncated or empty file.
     """
-    import open3d as o3d
-
-    path = check_file(path)
-    points, _ = _read_open3d(path)
-    cloud = o3d.t.io.read_point_cloud(str(path))
+    cloud = _open3d_cloud(check_file(path))
+    points = cloud.point.positions.numpy().astype(np.float64)
     fields = {key: cloud.point[key].numpy().reshape(len(points), -1)[:, 0]
               for key in cloud.point if key not in ("positions", "normals")}
-    return points.astype(np.float64), fields
+    return points, fields
 
 
 def write_json(path: str | os.PathLike, obj: dict) -> None:
@@ -388,6 +382,14 @@ def _check_dtype(path: Path, array: np.ndarray) -> None:
 
 
 def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    cloud = _open3d_cloud(path)
+    points = cloud.point.positions.numpy().astype(np.float64)
+    labels = cloud.point["label"].numpy().reshape(-1) if "label" in cloud.point else None
+    return points, labels
+
+
+def _open3d_cloud(path: Path):
+    """The file as an open3d tensor point cloud, its header checked against its data first (one read)."""
     import open3d as o3d
 
     (check_ply if path.suffix.lower() == ".ply" else check_pcd)(path)
@@ -395,6 +397,4 @@ def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     cloud = o3d.t.io.read_point_cloud(str(path))
     if "positions" not in cloud.point:
         raise InputError(path, "empty cloud (no points)")
-    points = cloud.point.positions.numpy().astype(np.float64)
-    labels = cloud.point["label"].numpy().reshape(-1) if "label" in cloud.point else None
-    return points, labels
+    return cloud
