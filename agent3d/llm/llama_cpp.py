@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent3d.io import InputError
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
+from agent3d.llm.greedy_grammar import greedy_grammar_llama
 from agent3d.llm.status import report, status_open
 
 CHAT_OVERHEAD_TOKENS = 4  # role markers around each message in ChatML-style templates
@@ -49,7 +50,8 @@ class LlamaCppBackend:
     max_tokens : int, default 768
         Longest reply.
     temperature : float, default 0.0
-        0 gives greedy, repeatable replies.
+        0 gives greedy, repeatable replies; the JSON-schema grammar is then asked about the argmax first
+        (:mod:`agent3d.llm.greedy_grammar`: the same tokens, about 10 ms a token faster on 2 cores).
     seed : int, default 0
     n_threads : int, optional
         CPU threads; defaults to the number of cores.
@@ -67,7 +69,7 @@ class LlamaCppBackend:
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 8192, max_tokens: int = 768,
                  temperature: float = 0.0, seed: int = 0, n_threads: int | None = None):
         try:
-            from llama_cpp import Llama
+            Llama = greedy_grammar_llama()
         except ImportError:
             raise BackendError("llama-cpp-python is not installed (pip install 'agent3d[local]')") from None
         path = Path(model_path) if model_path else default_model_path()
