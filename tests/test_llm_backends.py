@@ -70,6 +70,26 @@ def test_openai_backend_through_a_real_server(llama_server, embedded_backend):
     assert abs(backend.count_tokens(MESSAGES) - embedded_backend.count_tokens(MESSAGES)) <= 2
 
 
+@pytest.mark.slow  # runs the embedded model
+def test_openai_backend_streams_while_the_live_status_is_shown(llama_server):
+    import io
+
+    from rich.console import Console
+
+    from agent3d.llm import status
+
+    backend = OpenAIBackend("smollm2", base_url=llama_server, timeout=120)
+    plain = backend.complete(MESSAGES, suspect_schema(IDS))
+    with status.live_status(True, Console(file=io.StringIO(), force_terminal=True)):
+        streamed = backend.complete(MESSAGES, suspect_schema(IDS))
+        shown = status.current()
+    assert streamed.text == plain.text  # the chunks put back together are the same greedy reply
+    # this server sends no usage in its stream: the reply's tokens are its chunks, the prompt's the tokenizer's
+    assert f"generating: {streamed.completion_tokens} tokens" in shown
+    assert streamed.completion_tokens == plain.completion_tokens
+    assert f"model: {streamed.prompt_tokens:,} prompt tokens" in shown
+
+
 def test_openai_backend_unreachable_server_is_a_backend_error():
     backend = OpenAIBackend("smollm2", base_url=f"http://127.0.0.1:{free_port()}/v1", timeout=2)
     with pytest.raises(BackendError, match="APIConnectionError") as caught:

@@ -42,6 +42,33 @@ def test_a_malformed_response_is_a_backend_failure_naming_the_server(serve, case
     assert "Traceback" not in result.output
 
 
+SSE = {"Content-Type": "text/event-stream"}
+MALFORMED_STREAMS = {
+    "html-200": MALFORMED["html-200"],
+    "delta-null": (200, b'data: {"choices": [{"index": 0, "delta": null}]}\n\n', SSE),
+    "truncated-json": (200, b'data: {"choices": [\n\n', SSE),
+    "content-number": (200, b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n', SSE),
+    "error-event": (200, b'data: {"error": {"message": "boom"}}\n\n', SSE),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_STREAMS))
+def test_a_malformed_stream_is_a_backend_failure_naming_the_server(serve, case):
+    import io
+
+    from rich.console import Console
+
+    from agent3d.llm import status
+    from agent3d.llm.base import BackendError
+
+    server = serve(MALFORMED_STREAMS[case])
+    streaming = make_backend("openai", "m", server.url, use_cache=False, timeout=2.0, retry_seconds=1.0)
+    with status.live_status(True, Console(file=io.StringIO(), force_terminal=True)):  # shown: replies stream
+        with pytest.raises(BackendError, match=f"^{server.url}: "):
+            streaming.complete([{"role": "user", "content": "u"}], {"type": "object"})
+    assert server.requests[0]["stream"] is True
+
+
 def test_transport_retries_are_counted_in_the_result(serve):
     server = serve((503, b'{"error": {"message": "busy"}}', {"Retry-After": "0"}), OK)
     view, prompt = view_and_prompt()

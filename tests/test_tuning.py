@@ -110,7 +110,12 @@ def test_tune_command_writes_an_adapter_that_detect_uses_with_shown_ids_only(tmp
 
 @pytest.mark.slow
 def test_transformers_backend_without_adapter_names_only_shown_ids():
+    import io
+
+    from rich.console import Console
+
     from agent3d.agent import parse_reply, suspect_schema
+    from agent3d.llm import status
     from agent3d.llm.transformers import TransformersBackend
 
     backend = TransformersBackend()
@@ -122,6 +127,11 @@ def test_transformers_backend_without_adapter_names_only_shown_ids():
     assert reply.prompt_tokens == backend.count_tokens(messages) and reply.completion_tokens > 0
     parsed = parse_reply(reply.text, set(ids))
     assert sum(parsed.dropped.values()) == 0 and {s.id for s in parsed.suspects} <= set(ids)
+    with status.live_status(True, Console(file=io.StringIO(), force_terminal=True)):  # the live status follows it
+        followed = backend.complete(messages, suspect_schema(ids))
+        shown = status.current()
+    assert followed.text == reply.text
+    assert f"model: {reply.prompt_tokens:,} prompt tokens, generating: {reply.completion_tokens} tokens" in shown
 
 
 @pytest.mark.slow

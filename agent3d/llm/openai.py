@@ -4,7 +4,8 @@ The API key is read from ``OPENAI_API_KEY`` only and never written anywhere. Str
 is asked for with ``response_format`` ``json_schema`` (strict); a server that refuses it gets
 ``json_object`` with the schema in the system message instead. Rate limits (429), server errors
 (5xx), timeouts and dropped connections are retried with exponential backoff and full jitter,
-bounded in count and in total time; a ``Retry-After`` header is honoured within those bounds.
+bounded in count and in total time; a ``Retry-After`` header is honoured within those bounds. While the live
+status is shown (:mod:`agent3d.llm.status`) replies are streamed, so it counts tokens as they come.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 import random
 import time
 import urllib.request
+from types import SimpleNamespace
 
 from agent3d.llm.base import BackendError, Messages, Reply, redact_url
+from agent3d.llm.status import report, status_open
 
 CHARS_PER_TOKEN = 4.0  # fallback estimate when no tokenizer can be reached
 
@@ -119,6 +122,8 @@ class OpenAIBackend:
         deadline = time.monotonic() + self.retry_seconds
         for attempt in range(self.max_retries + 1):
             try:
+                if status_open():
+                    return self._streamed(messages, response_format)
                 return self._client.chat.completions.create(model=self.model, messages=messages,
                                                             response_format=response_format, **self._decoding)
             except transient as error:
@@ -128,6 +133,27 @@ class OpenAIBackend:
                     raise
                 retries[0] += 1
                 time.sleep(delay)
+
+    def _streamed(self, messages: Messages, response_format: dict):
+        """The same completion, streamed: the live status follows it, and the chunks are put back together as
+        one completion. A server that sends no usage in its stream (llama-cpp-python's) gets its tokens counted:
+        the prompt by :meth:`count_tokens`, the reply by its content chunks (one token each on llama.cpp)."""
+        prompt_tokens = self.count_tokens(messages)
+        report(prompt_tokens=prompt_tokens)
+        pieces, usage, chunks = [], None, 0
+        for chunk in self._client.chat.completions.create(
+                model=self.model, messages=messages, response_format=response_format, stream=True,
+                stream_options={"include_usage": True}, **self._decoding):
+            chunks += 1
+            usage = chunk.usage or usage
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+                report(generated=len(pieces))
+        if not chunks:
+            raise ValueError("the stream held no chunk")
+        usage = usage or SimpleNamespace(prompt_tokens=prompt_tokens, completion_tokens=len(pieces))
+        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content="".join(pieces)))],
+                               usage=usage)
 
     def count_tokens(self, messages: Messages) -> int:
         """Prompt tokens: the server's own tokenizer where it offers one (llama.cpp servers'

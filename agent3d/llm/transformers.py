@@ -17,6 +17,7 @@ from pathlib import Path
 
 from agent3d.io import InputError
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
+from agent3d.llm.status import report, status_open
 
 ADAPTER_RECORD = "tune.json"
 
@@ -193,13 +194,33 @@ class SchemaDecoder:
 
         grammar = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
         ids = torch.tensor([chat_ids(self.tokenizer, messages)], device=self.model.device)
+        streamer = None
+        if status_open():  # the live status follows the tokens as they come
+            report(prompt_tokens=int(ids.shape[1]))
+            streamer = _StatusStreamer()
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                      max_new_tokens=self.max_tokens,
+                                      max_new_tokens=self.max_tokens, streamer=streamer,
                                       logits_processor=[self._xgr.contrib.hf.LogitsProcessor(grammar)],
                                       pad_token_id=self.tokenizer.eos_token_id)
         new = out[0, ids.shape[1]:].tolist()
         return self.tokenizer.decode(new, skip_special_tokens=True), int(ids.shape[1]), len(new)
+
+
+class _StatusStreamer:
+    """A ``transformers`` streamer (``put``/``end``) that reports generated tokens to the live status; ``generate``
+    puts the prompt first, then each new token."""
+
+    def __init__(self):
+        self.puts = 0
+
+    def put(self, value) -> None:
+        self.puts += 1
+        if self.puts > 1:
+            report(generated=self.puts - 1)
+
+    def end(self) -> None:
+        pass
 
 
 class TransformersBackend:
