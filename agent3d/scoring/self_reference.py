@@ -73,8 +73,10 @@ class SelfReferenceScorer:
         bank_index = np.sort(candidates[farthest_point_sampling(points[candidates], self.bank_size, seed=self.seed)])
         spatial = cKDTree(points[bank_index])
         radius = self.exclusion * float(np.median(spatial.query(points[bank_index], k=2)[0][:, 1]))
-        bank = nearest_neighbours(fpfh(points, bank_index))
-        features = fpfh(points, indices)
+        # one FPFH pass (and one normal estimation) for the bank and the scored points together
+        members, position = np.unique(np.concatenate([bank_index, indices]), return_inverse=True)
+        both = fpfh(points, members)
+        bank, features = nearest_neighbours(both[position[:len(bank_index)]]), both[position[len(bank_index):]]
         rarity = np.concatenate([
             self._rarity(points, indices[i:i + CHUNK], features[i:i + CHUNK], bank, bank_index, spatial, radius)
             for i in range(0, len(indices), CHUNK)])
