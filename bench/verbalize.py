@@ -1,6 +1,7 @@
 """Tokens per verbalized point with the embedded model's tokenizer (SmolLM2 spends a token per digit and per space),
 for 3-digit (0-999, before issue 14) and 2-digit (0-99, now) coordinates, and the end-to-end wall time of
-`agent3d detect` on the bundled sample with the embedded model (no cache). Prints markdown tables.
+`agent3d detect` on the bundled sample with the embedded model (no cache): one warm-up run, then the median, min and
+max of five. Prints markdown tables.
 
     python bench/verbalize.py
 """
@@ -46,9 +47,11 @@ def main() -> None:
     print("| coordinates | xyz tokens/point | xyz+geom tokens/point |\n|---|---|---|")
     for levels, name in ((1000, "0-999 (3 digits)"), (100, "0-99 (2 digits)")):
         print(f"| {name} | {tokens_per_point(64, levels, 'xyz'):.1f} | {tokens_per_point(64, levels, 'xyz+geom'):.1f} |")
-    print("\n| agent3d detect data_samples/surface_00.txt | wall s |\n|---|---|")
+    print("\n| agent3d detect data_samples/surface_00.txt | median wall s | min | max |\n|---|---|---|---|")
     for options in ((), ("--n-points", "256")):
-        print(f"| defaults {' '.join(options)} | {np.median([detect_seconds(*options) for _ in range(2)]):.1f} |")
+        detect_seconds(*options)  # warm-up: the model file into the page cache
+        seconds = [detect_seconds(*options) for _ in range(5)]
+        print(f"| defaults {' '.join(options)} | {np.median(seconds):.1f} | {min(seconds):.1f} | {max(seconds):.1f} |")
 
 
 if __name__ == "__main__":
