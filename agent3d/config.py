@@ -9,11 +9,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from agent3d.gating import GATINGS
 from agent3d.llm.base import redact_url
-from agent3d.sampling import SAMPLERS
-from agent3d.scoring import OBJECT_SCORES, SCORERS
 
+# the names the configuration accepts; the stages that implement them import them from here, so reading the
+# configuration (the CLI's help, completion, --version) loads none of their numerical libraries
+GATINGS = ("llm", "saliency", "random", "all")
+SAMPLERS = ("fps", "voxel")
+SCORERS = ("auto", "self-reference", "memory-bank", "registration", "fused")
+OBJECT_SCORES = ("max", "topk-mean")
 BACKENDS = ("llama-cpp", "openai", "transformers")
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.stats import rankdata
 
-GATINGS = ("llm", "saliency", "random", "all")
+from agent3d.config import GATINGS
 
 
 def budget_count(n_points: int, budget: float) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLERS = ("fps", "voxel")
+from agent3d.config import SAMPLERS
 
 
 def farthest_point_sampling(points: np.ndarray, n_samples: int, seed: int = 0) -> np.ndarray:

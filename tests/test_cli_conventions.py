@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import stat
+import subprocess
+import sys
 
 import pytest
 from conftest import SAMPLE
@@ -81,6 +83,14 @@ def test_list_commands_speak_json(command):
     listed = json.loads(runner.invoke(app, command).stdout)
     assert {p["name"] for p in listed} >= {"geom", "baseline"} and all(re.fullmatch(r"[0-9a-f]{12}", p["hash"])
                                                                         for p in listed)
+
+
+def test_help_version_and_completion_load_no_numerical_library():
+    # the shell runs the program on every TAB: the CLI's own import must not pull in the scoring stack
+    code = ("import sys; import agent3d.cli; "
+            "print(sorted(m for m in ('scipy', 'sklearn', 'open3d', 'llama_cpp', 'torch') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
 
 
 def test_live_status_follows_the_model_only_on_a_terminal():

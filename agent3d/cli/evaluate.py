@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance
-from agent3d.config import BackendConfig, DetectConfig
-from agent3d.gating import GATINGS
+from agent3d.config import GATINGS, BackendConfig, DetectConfig
 
 
 @config_options(DetectConfig, BackendConfig, repeatable=("gating", "prompt"), defaults={"gating": list(GATINGS)})

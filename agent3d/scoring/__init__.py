@@ -15,13 +15,11 @@ from typing import Protocol
 
 import numpy as np
 
+from agent3d.config import OBJECT_SCORES, SCORERS
 from agent3d.scoring.fused import FusedScorer
 from agent3d.scoring.memory_bank import MemoryBankScorer
 from agent3d.scoring.registration import Registration, RegistrationError, RegistrationScorer
 from agent3d.scoring.self_reference import SelfReferenceScorer
-
-SCORERS = ("auto", "self-reference", "memory-bank", "registration", "fused")
-OBJECT_SCORES = ("max", "topk-mean")
 
 __all__ = ["SCORERS", "OBJECT_SCORES", "Scorer", "FusedScorer", "MemoryBankScorer", "Registration",
            "RegistrationError", "RegistrationScorer", "SelfReferenceScorer", "build_scorer", "resolve_scorer",
