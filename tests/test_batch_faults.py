@@ -161,3 +161,7 @@ def test_a_model_that_cannot_load_stops_the_batch_instead_of_failing_every_sampl
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.strip().splitlines()[-1].startswith(f"agent3d: {tmp_path / 'bad.gguf'}: not a loadable GGUF")
     assert not (tmp_path / "run" / "samples.jsonl").exists() or not records(tmp_path / "run")
+    # nothing finished, so no config.json is left behind to refuse the corrected rerun as another configuration
+    assert not (tmp_path / "run" / "config.json").exists() and not (tmp_path / "run" / "scores").exists()
+    again = runner.invoke(app, ["evaluate", str(root), "--gating", "random", "--out", str(tmp_path / "run")])
+    assert again.exit_code == 0, again.output

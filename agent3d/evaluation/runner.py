@@ -337,16 +337,24 @@ def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int
         raise ValueError("--concurrency needs --workers 1, and --backend openai for llm gating (local models "
                          "run one request at a time)")
     with run_lock(out):
+        fresh = not (out / "config.json").is_file()
         done = prepare_output(out, config)
         pending = [(s, [r for r in config.runs() if run_key(s, *r) not in done]) for s in dataset.samples]
         pending = [(s, runs) for s, runs in pending if runs]
         written = 0
-        for records in _results(pending, config, dataset, out, workers, concurrency, scheduler):
-            for record in records:
-                append_record(out, record)
-                written += 1
-                if on_record:
-                    on_record(record)
+        try:
+            for records in _results(pending, config, dataset, out, workers, concurrency, scheduler):
+                for record in records:
+                    append_record(out, record)
+                    written += 1
+                    if on_record:
+                        on_record(record)
+        except BaseException:
+            if fresh and not written:  # nothing finished: no configuration left to refuse the corrected rerun
+                (out / "config.json").unlink(missing_ok=True)
+                if not any((out / "scores").iterdir()):
+                    (out / "scores").rmdir()
+            raise
     return written
 
 
