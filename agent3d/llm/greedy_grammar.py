@@ -11,6 +11,7 @@ common/sampling.cpp).
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numpy as np
 
@@ -96,6 +97,7 @@ class GreedyGrammarSampler:
         self.close()
 
 
+@functools.cache  # one subclass per process, however many models are loaded
 def greedy_grammar_llama():
     """The ``llama_cpp.Llama`` class with :class:`GreedyGrammarSampler` used for greedy decoding under a grammar.
 
