@@ -120,12 +120,12 @@ class OpenAIBackend:
         transient = (self._openai.RateLimitError, self._openai.InternalServerError,
                      self._openai.APITimeoutError, self._openai.APIConnectionError)
         deadline = time.monotonic() + self.retry_seconds
+        request = {"model": self.model, "messages": messages, "response_format": response_format, **self._decoding}
         for attempt in range(self.max_retries + 1):
             try:
                 if status_open():
-                    return self._streamed(messages, response_format)
-                return self._client.chat.completions.create(model=self.model, messages=messages,
-                                                            response_format=response_format, **self._decoding)
+                    return self._streamed(request)
+                return self._client.chat.completions.create(**request)
             except transient as error:
                 delay = backoff(attempt, retry_after(error))
                 refusal = isinstance(error, self._openai.APIStatusError) and refuses_json_schema(error)
@@ -134,16 +134,15 @@ class OpenAIBackend:
                 retries[0] += 1
                 time.sleep(delay)
 
-    def _streamed(self, messages: Messages, response_format: dict):
+    def _streamed(self, request: dict):
         """The same completion, streamed: the live status follows it, and the chunks are put back together as
         one completion. A server that sends no usage in its stream (llama-cpp-python's) gets its tokens counted:
         the prompt by :meth:`count_tokens`, the reply by its content chunks (one token each on llama.cpp)."""
-        prompt_tokens = self.count_tokens(messages)
+        prompt_tokens = self.count_tokens(request["messages"])
         report(prompt_tokens=prompt_tokens)
         pieces, usage, chunks = [], None, 0
-        for chunk in self._client.chat.completions.create(
-                model=self.model, messages=messages, response_format=response_format, stream=True,
-                stream_options={"include_usage": True}, **self._decoding):
+        for chunk in self._client.chat.completions.create(**request, stream=True,
+                                                          stream_options={"include_usage": True}):
             chunks += 1
             usage = chunk.usage or usage
             if chunk.choices and chunk.choices[0].delta.content:
