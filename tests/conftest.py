@@ -43,6 +43,15 @@ def plant_bump(points: np.ndarray, centre_xy=(0.3, -0.2), radius: float = 0.15, 
     return bumped, inside.astype(np.uint8)
 
 
+def terminal():
+    """A rich Console that counts as a terminal, writing to memory: the live status shows on it."""
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), force_terminal=True)
+
+
 @pytest.fixture(scope="session")
 def embedded_backend():
     """The real embedded SmolLM2-135M-Instruct through llama.cpp (loaded once per session)."""

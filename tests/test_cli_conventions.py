@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SAMPLE
+from conftest import SAMPLE, terminal
 from typer.testing import CliRunner
 
 from agent3d import __version__
@@ -102,8 +102,8 @@ def test_live_status_follows_the_model_only_on_a_terminal():
 
     status.report(prompt_tokens=5)  # no status open: nothing happens
     assert status.current() is None
-    terminal = Console(file=io.StringIO(), force_terminal=True)
-    with status.live_status(True, terminal):
+    shown_on = terminal()
+    with status.live_status(True, shown_on):
         status.report(prompt_tokens=1324)
         assert status.current().startswith("model: 1,324 prompt tokens, reading the prompt")
         status.report(generated=12)
@@ -112,5 +112,5 @@ def test_live_status_follows_the_model_only_on_a_terminal():
     with status.live_status(True, Console(file=io.StringIO())):  # not a terminal: off
         status.report(prompt_tokens=3)
         assert status.current() is None
-    with status.live_status(False, terminal):  # --quiet
+    with status.live_status(False, shown_on):  # --quiet
         assert status.current() is None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agent3d.agent import suspect_schema
 from agent3d.llm.greedy_grammar import GreedyGrammarSampler, greedy_grammar_llama
 from agent3d.llm.llama_cpp import default_model_path
-from agent3d.agent import suspect_schema
 
 llama_cpp = pytest.importorskip("llama_cpp")
 

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from conftest import free_port
+from conftest import free_port, terminal
 
 from agent3d.agent import suspect_schema
 from agent3d.io import InputError
@@ -72,15 +72,11 @@ def test_openai_backend_through_a_real_server(llama_server, embedded_backend):
 
 @pytest.mark.slow  # runs the embedded model
 def test_openai_backend_streams_while_the_live_status_is_shown(llama_server):
-    import io
-
-    from rich.console import Console
-
     from agent3d.llm import status
 
     backend = OpenAIBackend("smollm2", base_url=llama_server, timeout=120)
     plain = backend.complete(MESSAGES, suspect_schema(IDS))
-    with status.live_status(True, Console(file=io.StringIO(), force_terminal=True)):
+    with status.live_status(True, terminal()):
         streamed = backend.complete(MESSAGES, suspect_schema(IDS))
         shown = status.current()
     assert streamed.text == plain.text  # the chunks put back together are the same greedy reply

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SAMPLE, completion
+from conftest import SAMPLE, completion, terminal
 from test_agent import run_round
 from test_evaluation import write_labeled
 from test_faults import OK, backend, view_and_prompt
@@ -54,16 +54,12 @@ MALFORMED_STREAMS = {
 
 @pytest.mark.parametrize("case", sorted(MALFORMED_STREAMS))
 def test_a_malformed_stream_is_a_backend_failure_naming_the_server(serve, case):
-    import io
-
-    from rich.console import Console
-
     from agent3d.llm import status
     from agent3d.llm.base import BackendError
 
     server = serve(MALFORMED_STREAMS[case])
     streaming = make_backend("openai", "m", server.url, use_cache=False, timeout=2.0, retry_seconds=1.0)
-    with status.live_status(True, Console(file=io.StringIO(), force_terminal=True)):  # shown: replies stream
+    with status.live_status(True, terminal()):  # shown: replies stream
         with pytest.raises(BackendError, match=f"^{server.url}: "):
             streaming.complete([{"role": "user", "content": "u"}], {"type": "object"})
     assert server.requests[0]["stream"] is True

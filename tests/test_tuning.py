@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import ROOT, plant_bump, wavy_surface
+from conftest import ROOT, plant_bump, terminal, wavy_surface
 from typer.testing import CliRunner
 
 from agent3d.cli import app
@@ -110,10 +110,6 @@ def test_tune_command_writes_an_adapter_that_detect_uses_with_shown_ids_only(tmp
 
 @pytest.mark.slow
 def test_transformers_backend_without_adapter_names_only_shown_ids():
-    import io
-
-    from rich.console import Console
-
     from agent3d.agent import parse_reply, suspect_schema
     from agent3d.llm import status
     from agent3d.llm.transformers import TransformersBackend
@@ -127,7 +123,7 @@ def test_transformers_backend_without_adapter_names_only_shown_ids():
     assert reply.prompt_tokens == backend.count_tokens(messages) and reply.completion_tokens > 0
     parsed = parse_reply(reply.text, set(ids))
     assert sum(parsed.dropped.values()) == 0 and {s.id for s in parsed.suspects} <= set(ids)
-    with status.live_status(True, Console(file=io.StringIO(), force_terminal=True)):  # the live status follows it
+    with status.live_status(True, terminal()):  # the live status follows it
         followed = backend.complete(messages, suspect_schema(ids))
         shown = status.current()
     assert followed.text == reply.text
