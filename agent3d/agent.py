@@ -22,7 +22,7 @@ from agent3d.llm.cache import discard
 from agent3d.prompts import PromptTemplate
 from agent3d.verbalize import View, overview_of, split_into_tiles, zoomed_view
 
-MAX_SUSPECTS = 8
+MAX_SUSPECTS = 8  # default of --max-suspects (DetectConfig.max_suspects)
 REASON_CHARS = 12
 
 
@@ -38,7 +38,7 @@ class ParsedReply:
     dropped: dict[str, int]
 
 
-def parse_reply(text: str, known_ids: set[str]) -> ParsedReply:
+def parse_reply(text: str, known_ids: set[str], max_suspects: int = MAX_SUSPECTS) -> ParsedReply:
     """Parse and validate one reply.
 
     Parameters
@@ -47,11 +47,13 @@ def parse_reply(text: str, known_ids: set[str]) -> ParsedReply:
         Raw reply.
     known_ids : set of str
         Ids shown in the prompt.
+    max_suspects : int, default MAX_SUSPECTS (8)
+        Suspects kept; later valid items are ignored.
 
     Returns
     -------
     ParsedReply
-        Valid suspects in reply order (at most ``MAX_SUSPECTS``), and counts of dropped items
+        Valid suspects in reply order (at most ``max_suspects``), and counts of dropped items
         under ``invalid``, ``unknown_id`` and ``duplicate``.
 
     Raises
@@ -80,7 +82,7 @@ def parse_reply(text: str, known_ids: set[str]) -> ParsedReply:
             dropped["unknown_id"] += 1
         elif suspect_id in seen:
             dropped["duplicate"] += 1
-        elif len(kept) < MAX_SUSPECTS:
+        elif len(kept) < max_suspects:
             seen.add(suspect_id)
             kept.append(suspect.model_copy(update={"id": suspect_id}))
     if first_error and dropped["invalid"] == len(data["suspects"]):
@@ -89,20 +91,21 @@ def parse_reply(text: str, known_ids: set[str]) -> ParsedReply:
     return ParsedReply(kept, dropped)
 
 
-def suspect_schema(ids: list[str]) -> dict:
+def suspect_schema(ids: list[str], max_suspects: int = MAX_SUSPECTS) -> dict:
     """The response schema with ``id`` restricted to the ids shown (an ``enum``), so constrained
-    decoding can only produce existing ids, and ``reason`` asked to be at most ``REASON_CHARS`` long (each
+    decoding can only produce existing ids, at most ``max_suspects`` items (``maxItems``), and ``reason`` asked to be at most ``REASON_CHARS`` long (each
     character is about a token the model must generate; validation still accepts the 60 of :class:`Suspect`).
     Validation still checks every reply."""
     schema = response_schema(SuspectList)
     item = schema["properties"]["suspects"]["items"]["properties"]
     item["id"] = {"type": "string", "enum": list(ids)}
     item["reason"]["maxLength"] = REASON_CHARS
+    schema["properties"]["suspects"]["maxItems"] = max_suspects
     return schema
 
 
 def ask(backend: Backend, messages: Messages, known_ids: list[str], report: LLMReport,
-        retries: int = 2) -> list[Suspect]:
+        retries: int = 2, max_suspects: int = MAX_SUSPECTS) -> list[Suspect]:
     """One question to the model, retried with the error fed back while the reply is unusable.
 
     Parameters
@@ -116,13 +119,15 @@ def ask(backend: Backend, messages: Messages, known_ids: list[str], report: LLMR
         Updated in place with calls, usage, seconds, dropped counts, replies and failures.
     retries : int, default 2
         Extra attempts after an unusable reply.
+    max_suspects : int, default MAX_SUSPECTS (8)
+        Most suspects asked for (the schema's ``maxItems``) and kept.
 
     Returns
     -------
     list of Suspect
         Empty when every attempt failed (the failure is in ``report.failures``).
     """
-    schema = suspect_schema(known_ids)
+    schema = suspect_schema(known_ids, max_suspects)
     conversation = list(messages)
     error = None
     for _ in range(retries + 1):
@@ -135,7 +140,7 @@ def ask(backend: Backend, messages: Messages, known_ids: list[str], report: LLMR
         report.seconds += reply.seconds
         report.replies.append(reply.text)
         try:
-            parsed = parse_reply(reply.text, set(known_ids))
+            parsed = parse_reply(reply.text, set(known_ids), max_suspects)
         except ReplyError as exc:
             error = exc
             discard(reply)  # never replayed from the cache
@@ -151,7 +156,7 @@ def ask(backend: Backend, messages: Messages, known_ids: list[str], report: LLMR
 
 
 def ask_view(backend: Backend, view: View, messages_for, report: LLMReport, max_prompt_tokens: int = 6000,
-             retries: int = 2) -> list[tuple[int, Suspect]]:
+             retries: int = 2, max_suspects: int = MAX_SUSPECTS) -> list[tuple[int, Suspect]]:
     """Show a view to the model, tile by tile within the token budget, and collect validated suspects.
 
     Parameters
@@ -166,11 +171,13 @@ def ask_view(backend: Backend, view: View, messages_for, report: LLMReport, max_
         Budget per request, counted with the backend's tokenizer; the view is split into spatial tiles
         to honour it.
     retries : int, default 2
+    max_suspects : int, default MAX_SUSPECTS (8)
+        Suspects asked for per tile, and kept over all tiles (the most confident).
 
     Returns
     -------
     list of (int, Suspect)
-        Row of the view and the suspect, highest confidence first, unique ids.
+        Row of the view and the suspect, highest confidence first, unique ids, at most ``max_suspects``.
 
     Raises
     ------
@@ -183,24 +190,26 @@ def ask_view(backend: Backend, view: View, messages_for, report: LLMReport, max_
     found: dict[str, tuple[int, Suspect]] = {}
     for number, rows in enumerate(tiles, start=1):
         known = [view.ids[r] for r in rows]
-        for suspect in ask(backend, messages_for(rows, number, len(tiles)), known, report, retries):
+        for suspect in ask(backend, messages_for(rows, number, len(tiles)), known, report, retries, max_suspects):
             found.setdefault(suspect.id, (row_of[suspect.id], suspect))
-    return sorted(found.values(), key=lambda item: (-item[1].confidence, item[0]))
+    return sorted(found.values(), key=lambda item: (-item[1].confidence, item[0]))[:max_suspects]
 
 
-def prompt_messages(prompt: PromptTemplate, stage: str, view: View, n_total: int, guidance: str = "", **extra):
+def prompt_messages(prompt: PromptTemplate, stage: str, view: View, n_total: int, guidance: str = "",
+                    max_suspects: int = MAX_SUSPECTS, **extra):
     """A ``messages_for(rows, tile, n_tiles)`` for :func:`ask_view`: the prompt's ``stage`` template
     ("user" or "zoom") showing those rows of ``view``; ``guidance`` is the user's text on what is normal
-    and what a defect looks like (``--guidance``); ``extra`` fills the zoom template's variables."""
+    and what a defect looks like (``--guidance``); ``max_suspects`` the most the model may name; ``extra``
+    fills the zoom template's variables."""
     def messages_for(rows: np.ndarray, tile: int = 1, n_tiles: int = 1) -> Messages:
         return prompt.render(stage, points=view.text(rows), legend=view.legend, n_shown=len(rows), n_total=n_total,
-                             tile=tile, n_tiles=n_tiles, max_suspects=MAX_SUSPECTS, guidance=guidance, **extra)
+                             tile=tile, n_tiles=n_tiles, max_suspects=max_suspects, guidance=guidance, **extra)
     return messages_for
 
 
 def run_agent(backend: Backend, prompt: PromptTemplate, context: CloudContext, view: View, rounds: int = 1,
               max_prompt_tokens: int = 6000, retries: int = 2, seed: int = 0,
-              guidance: str = "") -> tuple[list[tuple[int, Suspect]], LLMReport]:
+              guidance: str = "", max_suspects: int = MAX_SUSPECTS) -> tuple[list[tuple[int, Suspect]], LLMReport]:
     """The agent: an overview round, then closer rounds around what it picked.
 
     Round 1 shows the overview (the points, or for the ``regions`` format the regions). Every later
@@ -223,6 +232,8 @@ def run_agent(backend: Backend, prompt: PromptTemplate, context: CloudContext, v
         As in :func:`ask_view`; ``seed`` thins the zoomed neighbourhoods.
     guidance : str, default ""
         Text guidance shown by every template (``--guidance``).
+    max_suspects : int, default MAX_SUSPECTS (8)
+        Most suspects per round (``--max-suspects``).
 
     Returns
     -------
@@ -235,8 +246,9 @@ def run_agent(backend: Backend, prompt: PromptTemplate, context: CloudContext, v
     report, points = LLMReport(), context.points
     spacing = view.spacing(points)
     overview, members = overview_of(context, view, prompt.format)
-    found = _round(report, 1, lambda: ask_view(backend, overview, prompt_messages(prompt, "user", overview, len(points), guidance),
-                                               report, max_prompt_tokens, retries), overview)
+    found = _round(report, 1, lambda: ask_view(
+        backend, overview, prompt_messages(prompt, "user", overview, len(points), guidance, max_suspects),
+        report, max_prompt_tokens, retries, max_suspects), overview)
     if members is not None:  # the picked regions, shown whole in round 2
         picked = [overview.ids[row] for row, _ in found]
         centres = np.concatenate([view.indices[members[row]] for row, _ in found] or [np.empty(0, np.int64)])
@@ -253,8 +265,9 @@ def run_agent(backend: Backend, prompt: PromptTemplate, context: CloudContext, v
         previous = [position[i] for i, _ in current if i in position]
         failures_before = len(report.failures)
         found = _round(report, number, lambda: ask_view(
-            backend, zoomed, prompt_messages(prompt, "zoom", zoomed, len(points), guidance, round=number, n_rounds=n_rounds,
-                                       focus=focus, previous=previous), report, max_prompt_tokens, retries), zoomed)
+            backend, zoomed, prompt_messages(prompt, "zoom", zoomed, len(points), guidance, max_suspects, round=number,
+                                             n_rounds=n_rounds, focus=focus, previous=previous),
+            report, max_prompt_tokens, retries, max_suspects), zoomed)
         if found or len(report.failures) == failures_before:
             current = [(int(zoomed.indices[row]), s) for row, s in found]
         centres = np.array([i for i, _ in current], dtype=np.int64)

@@ -62,11 +62,12 @@ class Suspect(BaseModel):
 
 
 class SuspectList(BaseModel):
-    """The structured reply the language model must produce: at most 8 suspects."""
+    """The structured reply the language model must produce (the schema sent narrows ``maxItems`` to
+    ``--max-suspects``; validation keeps at most that many)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    suspects: list[Suspect] = Field(default_factory=list, max_length=8)
+    suspects: list[Suspect] = Field(default_factory=list)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from agent3d.llm.base import redact_url
 
 # the names the configuration accepts; the stages that implement them import them from here, so reading the
 # configuration (the CLI's help, completion, --version) loads none of their numerical libraries
-GATINGS = ("llm", "saliency", "random", "all")
+GATINGS = ("llm", "learned", "saliency", "random", "all")
 SAMPLERS = ("fps", "voxel")
 SCORERS = ("auto", "self-reference", "memory-bank", "registration", "fused")
 OBJECT_SCORES = ("max", "topk-mean")
@@ -32,8 +32,14 @@ class DetectConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    gating: Literal[GATINGS] = Field("llm", description="Which points the scorer checks: llm suspects, saliency "
-                                                        "(no-LLM baseline), random (chance) or all.")
+    gating: Literal[GATINGS] = Field("llm", description="Which points the scorer checks: llm suspects, learned "
+                                                        "(a small model on the numbers the text shows: the learned "
+                                                        "no-LLM baseline), saliency (geometric rule), random "
+                                                        "(chance) or all.")
+    max_suspects: int = Field(8, ge=1, le=64, description="Most suspects (seeds) per cloud, for every gating "
+                                                           "but all; more seeds share the budget.")
+    learned: str = Field("embedded", description="Learned baseline for --gating learned: a folder written by "
+                                                 "'agent3d tune --method features', or 'embedded' (the one shipped).")
     budget: float = Field(0.1, gt=0, le=1, description="Fraction of points the scorer may touch (all but 'all').")
     scorer: Literal[SCORERS] = Field("auto", description="Classical scorer; auto = fused with references, "
                                                          "self-reference without.")
@@ -62,8 +68,10 @@ class BackendConfig(BaseModel):
     model: str | None = Field(None, description="GGUF file or Hugging Face folder (local backends; default: the "
                                                 "embedded SmolLM2-135M) or model name (openai).")
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (openai backend).")
-    adapter: str | None = Field(None, description="Tuned adapter folder (agent3d tune) or 'embedded' "
-                                                  "(transformers backend).")
+    adapter: str | None = Field(None, description="Tuned adapter: a folder (agent3d tune), 'embedded' (the one "
+                                                  "shipped) or 'none' (zero-shot). llama-cpp applies head adapters "
+                                                  "(default: the shipped head with the embedded model), "
+                                                  "transformers PEFT ones.")
     device: Literal[DEVICES] = Field("auto", description="transformers backend: auto (cuda when available), "
                                                          "cpu or cuda.")
     timeout: float = Field(120.0, gt=0, description="Seconds per request to an OpenAI-compatible server.")
@@ -91,6 +99,9 @@ class BackendConfig(BaseModel):
         if self.backend == "openai":
             if not self.model:
                 raise BackendError("--backend openai needs --model")
+            from agent3d.llm import refuse_hosted_adapter
+
+            refuse_hosted_adapter(self.adapter)
         elif self.model and not Path(self.model).exists():
             raise InputError(self.model, "no such model file or folder")
 

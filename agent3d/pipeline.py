@@ -6,11 +6,12 @@ import time
 
 import numpy as np
 
-from agent3d.agent import MAX_SUSPECTS, run_agent
+from agent3d.agent import run_agent
 from agent3d.cloud import Detection, LLMReport, PointCloud, ResolvedSuspect
 from agent3d.config import DetectConfig
 from agent3d.gating import gate, random_seeds, saliency_seeds
 from agent3d.geometry import CloudContext
+from agent3d.learned import learned_seeds, load_learned
 from agent3d.llm.base import Backend
 from agent3d.prompts import load_prompt
 from agent3d.sampling import sample
@@ -27,7 +28,8 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     cloud : PointCloud
     config : DetectConfig
     backend : Backend, optional
-        Required when ``config.gating == "llm"``.
+        Required when ``config.gating == "llm"``; a head backend (:class:`agent3d.llm.head.HeadBackend`) reads the
+        model's states instead of asking it.
     scorer : Scorer, optional
         A fitted scorer (:func:`agent3d.scoring.build_scorer`); the self-reference scorer by default.
 
@@ -40,6 +42,8 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     ValueError
         An unknown prompt, ``llm`` gating without a backend, or a failed registration
         (:class:`agent3d.scoring.RegistrationError`).
+    agent3d.file_checks.InputError
+        A head adapter trained on another prompt or guidance; an unreadable learned baseline.
     agent3d.llm.base.BackendError
         When the backend fails outright (not for unusable replies, which are retried and reported).
     """
@@ -56,9 +60,12 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         seeds = np.array([s.index for s in suspects], dtype=np.int64)
     elif config.gating == "saliency":
         geometry = context.geometry(shown)
-        seeds = saliency_seeds(shown, geometry.curvature, geometry.residual, MAX_SUSPECTS)
+        seeds = saliency_seeds(shown, geometry.curvature, geometry.residual, config.max_suspects)
+    elif config.gating == "learned":
+        seeds = learned_seeds(shown_view(context, shown, "xyz+geom"), load_learned(config.learned),
+                              config.max_suspects)
     elif config.gating == "random":
-        seeds = random_seeds(shown, MAX_SUSPECTS, seed=config.seed)
+        seeds = random_seeds(shown, config.max_suspects, seed=config.seed)
     scored = gate(config.gating, points, seeds, config.budget)
     scorer = scorer or SelfReferenceScorer(seed=config.seed)
     point_scores = scorer.score(points, scored)
@@ -79,10 +86,23 @@ def ask_model(context: CloudContext, shown: np.ndarray, config: DetectConfig,
               backend: Backend) -> tuple[list[ResolvedSuspect], LLMReport, str]:
     """Verbalize the shown points with the configured prompt and run the agent's rounds."""
     prompt = load_prompt(config.prompt, config.prompts_dir)
+    check_reader(backend, prompt, config.guidance)
     points = context.points
     view = shown_view(context, shown, prompt.format)
     found, report = run_agent(backend, prompt, context, view, config.rounds, config.max_prompt_tokens,
-                              config.retries, config.seed, config.guidance)
+                              config.retries, config.seed, config.guidance, config.max_suspects)
     suspects = [ResolvedSuspect(id=s.id, index=index, xyz=tuple(float(v) for v in points[index]),
                                 confidence=s.confidence, reason=s.reason) for index, s in found]
     return suspects, report, prompt.name
+
+
+def check_reader(backend: Backend, prompt, guidance: str) -> None:
+    """Refuse a head backend trained on another prompt (content hash) or other guidance, before it reads.
+
+    Raises
+    ------
+    agent3d.file_checks.InputError
+    """
+    adapter = getattr(backend, "adapter", None)
+    if adapter is not None and hasattr(adapter, "check"):
+        adapter.check(prompt.name, prompt.digest, guidance)

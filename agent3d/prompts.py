@@ -4,6 +4,12 @@ and ``examples.json`` (few-shot turns: a list of ``{"user": ..., "assistant": ..
 
 Shipped prompts live in the top-level ``prompts/`` folder of the project, which the wheel
 installs as ``agent3d/prompts``; a user's own folder of the same shape can be passed instead.
+
+A prompt folder is data, never code: templates render in jinja2's ``ImmutableSandboxedEnvironment`` with no
+globals (no ``lipsum``, ``cycler``, ``range`` ...), strict undefined variables and no loader, so ``include``,
+``import`` and ``extends`` are refused; every file is read only if it is a regular file inside the folder (a
+symlink that leaves it is refused); and each template is rendered once with sample values when the prompt is
+loaded, so a template the sandbox refuses fails in one line before any model loads.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from pathlib import Path
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent3d.verbalize import FORMATS
 
@@ -76,7 +84,7 @@ class PromptTemplate:
         jinja2.UndefinedError
             If a template uses a variable that was not given.
         """
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+        env = sandbox()
         source = self.user if stage == "user" else self.zoom
         shots = [{"role": role, "content": text} for user, assistant in self.examples
                  for role, text in (("user", user), ("assistant", assistant))]
@@ -110,17 +118,19 @@ def load_prompt(name: str, prompts_dir: str | Path | None = None) -> PromptTempl
     if not _NAME.match(name) or ".." in name:
         raise ValueError(f"--prompt '{name}': a prompt name is a folder name in {root} (letters, digits, . _ -)")
     folder = root / name
+    if folder.is_symlink() and root.resolve() not in folder.resolve().parents:
+        raise ValueError(f"{folder}: a prompt folder must lie inside {root} (it points to {folder.resolve()})")
     if not folder.is_dir():
         known = ", ".join(sorted(p.name for p in root.iterdir() if (p / "meta.json").is_file())) if root.is_dir() else ""
         raise ValueError(f"unknown prompt '{name}' in {root} (available: {known or 'none'})")
     try:
-        meta = json.loads((folder / "meta.json").read_text())
-        system, user = (folder / "system.j2").read_text(), (folder / "user.j2").read_text()
-        zoom_file = folder / "zoom.j2" if (folder / "zoom.j2").is_file() else shipped_prompts_dir() / "zoom.j2"
-        zoom = zoom_file.read_text()
-        shots = json.loads((folder / "examples.json").read_text()) if (folder / "examples.json").is_file() else []
-        examples = tuple((shot["user"], shot["assistant"]) for shot in shots)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        meta = json.loads(_read_inside(folder, "meta.json"))
+        system, user = _read_inside(folder, "system.j2"), _read_inside(folder, "user.j2")
+        zoom_file = folder / "zoom.j2" if (folder / "zoom.j2").exists() else shipped_prompts_dir() / "zoom.j2"
+        zoom = _read_inside(zoom_file.parent, "zoom.j2")
+        shots = json.loads(_read_inside(folder, "examples.json")) if (folder / "examples.json").exists() else []
+        examples = tuple((_text(shot["user"]), _text(shot["assistant"])) for shot in shots)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"prompt folder {folder} is incomplete or invalid: {error}") from None
     if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         raise ValueError(f"{folder / 'meta.json'}: format must be one of {', '.join(FORMATS)}")
@@ -130,9 +140,53 @@ def load_prompt(name: str, prompts_dir: str | Path | None = None) -> PromptTempl
     version = meta.get("version", 1)
     if not isinstance(version, int):
         raise ValueError(f"{folder / 'meta.json'}: version must be an integer")
-    return PromptTemplate(name=str(meta.get("name", name)), version=version,
-                          description=str(meta.get("description", "")), format=meta["format"],
-                          system=system, user=user, zoom=zoom, examples=examples)
+    template = PromptTemplate(name=str(meta.get("name", name)), version=version,
+                              description=str(meta.get("description", "")), format=meta["format"],
+                              system=system, user=user, zoom=zoom, examples=examples)
+    _trial_render(template, folder)
+    return template
+
+
+def sandbox() -> ImmutableSandboxedEnvironment:
+    """The environment every prompt renders in: sandboxed, no globals, no loader, strict undefined variables."""
+    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    env.globals.clear()
+    return env
+
+
+def _read_inside(folder: Path, name: str) -> str:
+    """The text of ``folder/name``: a regular file whose real path lies inside ``folder``.
+
+    Raises
+    ------
+    ValueError
+        A symlink out of the folder, a FIFO or another non-regular file, naming the file.
+    """
+    path = folder / name
+    real, root = path.resolve(), folder.resolve()
+    if root not in real.parents:
+        raise ValueError(f"{path}: a prompt file must lie inside its folder (it points to {real})")
+    if not real.is_file():
+        raise ValueError(f"{path}: not a regular file")
+    return real.read_text()
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"a few-shot turn must be a string, not {type(value).__name__}")
+    return value
+
+
+def _trial_render(template: PromptTemplate, folder: Path) -> None:
+    """Render both stages with sample values, so what the sandbox refuses at run time is refused now."""
+    sample = {"points": "p0 1 2 3 456", "legend": "id x y z", "n_shown": 1, "n_total": 1, "tile": 1, "n_tiles": 1,
+              "max_suspects": 8, "guidance": "", "round": 2, "n_rounds": 2, "focus": "around your suspects",
+              "previous": ["p0"]}
+    for stage in ("user", "zoom"):
+        try:
+            template.render(stage, **sample)
+        except jinja2.TemplateError as error:
+            raise ValueError(f"{folder}: template refused ({type(error).__name__}: {error})") from None
 
 
 def check_template(source: str, file: Path, allowed: frozenset[str]) -> None:
@@ -144,9 +198,12 @@ def check_template(source: str, file: Path, allowed: frozenset[str]) -> None:
         Naming the file and, for a syntax error, the line.
     """
     try:
-        tree = jinja2.Environment().parse(source)
+        tree = sandbox().parse(source)
     except jinja2.TemplateSyntaxError as error:
         raise ValueError(f"{file}: line {error.lineno}: {error.message}") from None
+    for node in tree.find_all((jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport,
+                               jinja2.nodes.Extends)):
+        raise ValueError(f"{file}: line {node.lineno}: include, import and extends are not allowed in a prompt")
     unknown = sorted(jinja2.meta.find_undeclared_variables(tree) - allowed)
     if unknown:
         raise ValueError(f"{file}: unknown variable '{unknown[0]}' (templates can use {', '.join(sorted(allowed))})")

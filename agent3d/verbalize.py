@@ -52,6 +52,8 @@ class View:
         One of ``FORMATS``.
     legend : str
         What the columns mean.
+    digits : ndarray of shape (n_shown, 3), int64, optional
+        The curvature, residual and density ranks (0-9) each line shows (``xyz+geom``; None otherwise).
     """
 
     indices: np.ndarray
@@ -60,6 +62,7 @@ class View:
     quantized: np.ndarray
     format: str
     legend: str
+    digits: np.ndarray | None = None
 
     def text(self, rows: np.ndarray | None = None) -> str:
         """The lines of ``rows`` (positions in this view; all when None), newline-joined."""
@@ -137,6 +140,7 @@ def verbalize(points: np.ndarray, indices: np.ndarray, geometry: LocalGeometry |
     quantized = quantize(points[indices], levels)
     order = np.lexsort((quantized[:, 2], quantized[:, 1], quantized[:, 0]))
     lines = [f"p{i} {x} {y} {z}" for i, (x, y, z) in enumerate(quantized[order].tolist())]
+    digits = None
     if fmt == "xyz+geom":
         if geometry is None:
             raise ValueError("format 'xyz+geom' needs the geometry summaries")
@@ -145,7 +149,7 @@ def verbalize(points: np.ndarray, indices: np.ndarray, geometry: LocalGeometry |
         lines = [f"{line} {c}{r}{d}" for line, (c, r, d) in zip(lines, digits.tolist())]
     ids = [f"p{i}" for i in range(len(order))]
     return View(indices=np.asarray(indices)[order], ids=ids, lines=lines, quantized=quantized[order],
-                format=fmt, legend=_LEGENDS[fmt])
+                format=fmt, legend=_LEGENDS[fmt], digits=digits)
 
 
 def kd_split(coordinates: np.ndarray, too_big: Callable[[np.ndarray], bool]) -> list[np.ndarray]:

@@ -1,6 +1,6 @@
 """The first screen's answer to "did the language model help?": for a cloud with ground truth, the run's P-AUROC
-and how many ground-truth regions got a suspect (or seed), next to the same two figures for the saliency, random
-and all gatings on the same cloud with the same scorer and budget (no model call; seconds)."""
+and how many ground-truth regions got a suspect (or seed), next to the same two figures for the learned (no-LLM),
+saliency, random and all gatings on the same cloud with the same scorer and budget (no model call; seconds)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from agent3d.cloud import Detection, PointCloud
 from agent3d.config import DetectConfig
 from agent3d.evaluation.metrics import auroc, gt_regions, region_radius, suspect_recall
 
-BASELINES = ("saliency", "random", "all")
+BASELINES = ("learned", "saliency", "random", "all")
 
 
 def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) -> dict:

@@ -72,10 +72,13 @@ def llama_server():
     from agent3d.llm.llama_cpp import default_model_path
 
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "8192", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    arguments = ["--model", str(default_model_path()), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192",
+                 "--model_alias", "smollm2"]
+    # the server loads its model as agent3d does (model_loading: no AMX buffers where they would crash)
+    launcher = ("import runpy, sys\nfrom agent3d.llm.llama_cpp import model_loading\n"
+                f"sys.argv = ['llama_cpp.server', *{arguments!r}]\n"
+                "with model_loading():\n    runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
+    process = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while True:

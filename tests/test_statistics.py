@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from agent3d.cli import app
 from agent3d.evaluation.metrics import aupro, auroc, average_precision
-from agent3d.evaluation.statistics import ClassCurves, intervals, paired_difference
+from agent3d.evaluation.statistics import ClassCurves, format_difference, intervals, paired_difference
 
 runner = CliRunner()
 
@@ -93,3 +93,26 @@ def test_evaluate_reports_intervals_and_paired_tests(tmp_path):
     compared = runner.invoke(app, ["runs", "compare", f"{tmp_path / 'run'}#random", f"{tmp_path / 'run'}#all",
                                    "--bootstrap", "200"])
     assert compared.exit_code == 0 and "0 outside" in compared.stdout and "yes" in compared.stdout
+
+
+def test_the_paired_permutation_test_cannot_claim_more_than_three_samples_support():
+    """Issue: a paired bootstrap over 3 samples printed p = 0.002. The exact permutation test over 2^3 swaps
+    gives at least 2/8 two-sided, however large the difference; two identical runs give p = 1."""
+    weak = curves(*synthetic_class(n_samples=3, signal=0.0, seed=4))
+    strong = curves(*synthetic_class(n_samples=3, signal=3.0, seed=4))
+    found = paired_difference([weak], [strong], n_resamples=500)
+    assert found["p_auroc"]["diff"] > 0.3
+    assert all(found[m]["p"] is None or found[m]["p"] >= 0.25 for m in found)
+    assert found["p_auroc"]["n"] == 3 and found["p_auroc"]["reliable"] is False
+    same = paired_difference([strong], [strong], n_resamples=500)
+    assert same["p_auroc"]["p"] == 1.0 and same["p_auroc"]["diff"] == 0
+
+
+def test_the_permutation_test_is_exact_for_few_samples_and_pairs_within_classes():
+    """With 10 samples (1,024 swap patterns) the test enumerates them: the smallest p is 2/1024."""
+    weak = curves(*synthetic_class(n_samples=10, signal=0.0, seed=5))
+    strong = curves(*synthetic_class(n_samples=10, signal=3.0, seed=5))
+    found = paired_difference([weak], [strong], n_resamples=100)["p_auroc"]
+    assert found["p"] == pytest.approx(2 / 1024) and found["reliable"] is True
+    line = format_difference("b", "a", "P-AUROC", found)
+    assert "n = 10" in line and "unreliable" not in line

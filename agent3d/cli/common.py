@@ -131,6 +131,8 @@ def merge_config_file(ctx: typer.Context, options: dict, models: tuple[type[Base
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib
+    if Path(path).exists() and not Path(path).is_file():
+        raise InputError(path, "not a regular file (a configuration file is read whole)")
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
@@ -152,7 +154,8 @@ def merge_config_file(ctx: typer.Context, options: dict, models: tuple[type[Base
     for key, value in values.items():
         source = ctx.get_parameter_source(key)
         if getattr(source, "name", None) != "COMMANDLINE":  # typer may bundle its own click
-            merged[key] = value
+            # a repeatable option (evaluate's --gating, --prompt) given one string is one value, not its letters
+            merged[key] = [value] if isinstance(options.get(key), list) and isinstance(value, str) else value
     return merged
 
 
@@ -177,7 +180,9 @@ def config_from(model: type[BaseModel], options: dict, **overrides):
 
 def fail(message: str, code: int) -> None:
     """Print one line to stderr and exit with ``code``."""
-    typer.echo(f"agent3d: {message}", err=True)
+    from agent3d.llm.base import redact
+
+    typer.echo(f"agent3d: {redact(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -206,6 +211,8 @@ def read_guidance(text: str) -> str:
     """
     if not text.startswith("@"):
         return text.strip()
+    if Path(text[1:]).exists() and not Path(text[1:]).is_file():
+        raise InputError(text[1:], "not a regular file (the guidance file is read whole)")
     try:
         return Path(text[1:]).read_text().strip()
     except (OSError, UnicodeDecodeError) as error:

@@ -66,6 +66,10 @@ def detect(
             check_output(out, folder=True)
         if config.gating == "llm":
             load_prompt(config.prompt, config.prompts_dir)  # a bad --prompt is refused before the model loads
+        if config.gating == "learned":
+            from agent3d.learned import load_learned
+
+            load_learned(config.learned)  # an unreadable or tampered model file is refused before any work
         cloud = load_input(file, gt)
         fitted = make_scorer(reference, config.scorer, config.seed)
         llm = backend_config.build(log_dir) if config.gating == "llm" else None

@@ -1,4 +1,5 @@
-"""``agent3d tune``: learnable tokens (prompt tuning) or a LoRA adapter, trained on labeled clouds."""
+"""``agent3d tune``: learnable tokens (prompt tuning) or a LoRA adapter, trained on labeled clouds; or a head that
+reads the frozen model's per-line states (``head``), or the learned no-LLM baseline (``features``)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,22 @@ from rich.console import Console
 from agent3d.cli.common import choices, exit_codes, read_guidance
 from agent3d.config import DEVICES
 
-Method = choices(("lora", "prompt"))
+Method = choices(("lora", "prompt", "head", "features"))
 Device = choices(DEVICES)
 
 
 def tune(
-    dataset: list[Path] = typer.Argument(..., help="Labeled datasets (any layout evaluate reads, e.g. a synth folder)."),
-    out: Path = typer.Option(..., help="Adapter folder to write (PEFT adapter + tune.json)."),
-    method: Method = typer.Option(Method("lora"), help="lora (low-rank adapter) or prompt (learnable virtual tokens)."),
+    dataset: list[Path] = typer.Argument(..., help="Labeled datasets (any layout evaluate reads, e.g. a synth folder, "
+                                                   "or labeled .txt/.csv files)."),
+    out: Path = typer.Option(..., help="Adapter folder to write (PEFT adapter + tune.json; head.npz + head.json; "
+                                       "features.skops + features.json)."),
+    method: Method = typer.Option(Method("lora"), help="lora (low-rank adapter), prompt (learnable virtual tokens), "
+                                                       "head (a probe on the frozen model's per-line states, no "
+                                                       "torch) or features (the learned no-LLM baseline)."),
+    val: list[Path] = typer.Option([], help="head / features: held-out labeled datasets, only scored (repeatable; a "
+                                            "quoted pattern such as 'data/surface_1?.txt' is expanded)."),
+    max_suspects: int = typer.Option(8, min=1, help="head / features: suspects per prompt, the k of the recall "
+                                                    "that chooses the head."),
     model: Optional[str] = typer.Option(None, help="GGUF file or Hugging Face folder (default: embedded SmolLM2-135M)."),
     prompt: str = typer.Option("geom", help="Prompt template the adapter is tuned for."),
     prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates."),
@@ -43,6 +52,9 @@ def tune(
     from agent3d.tuning.run import tune as run_tune
     from agent3d.tuning.train import TuneConfig
 
+    if method.value in ("head", "features"):
+        return _tune_probe(method.value, dataset, out, val, model, prompt, prompts_dir, n_points, samplings, guidance,
+                           max_suspects, seed)
     with exit_codes():
         config = TuneConfig(method=method.value, steps=steps, minutes=minutes, lr=lr, n_virtual_tokens=virtual_tokens,
                             lora_r=lora_r, lora_layers=lora_layers, empty_fraction=empty_fraction, eval_every=eval_every, n_val=n_val, seed=seed)
@@ -56,6 +68,29 @@ def tune(
     last = record["curve"][-1]
     Console().print(f"wrote {out} ({record['method']}, {record['steps']} steps, {record['seconds']:.0f} s): "
                     f"validation recall {_figure(last['recall'])}, false alarms {_figure(last['false_alarms'])}")
+
+
+def _tune_probe(method: str, dataset: list[Path], out: Path, val: list[Path], model, prompt: str, prompts_dir,
+                n_points: int, samplings: int, guidance: str, max_suspects: int, seed: int) -> None:
+    """``--method head|features``: no torch; progress on stderr, the validation figures at the end."""
+    from agent3d.tuning.probes import tune_probe
+
+    console = Console(stderr=True)
+    with exit_codes():
+        if n_points < 1 or samplings < 1:
+            raise ValueError("--n-points and --samplings must be >= 1")
+        with console.status("tuning") as status:
+            record = tune_probe(method, dataset, out, val, model, prompt, str(prompts_dir) if prompts_dir else None,
+                                n_points, samplings, read_guidance(guidance), max_suspects, seed=seed,
+                                on_progress=lambda text: status.update(text))
+    chosen = f", {record['head']} (cross-validated recall@{max_suspects} {record['cross_validation']['recall'][record['head']]:.3f})" \
+        if method == "head" else ""
+    Console().print(f"wrote {out} ({method}{chosen}, {record['seconds']:.0f} s)")
+    if record["validation"]:
+        figures = record["validation"]
+        Console().print(f"validation suspect recall@{max_suspects}: {method} {figures['model']['recall']:.3f}, "
+                        f"saliency {figures['saliency']['recall']:.3f}, random {figures['random']['recall']:.3f} "
+                        f"({record['examples_val']} held-out prompts)")
 
 
 def _figure(value) -> str:

@@ -104,7 +104,7 @@ class Dataset:
 
 
 def load_dataset(root: str | Path) -> Dataset:
-    """Detect the layout of ``root`` and list its samples.
+    """Detect the layout of ``root`` and list its samples (a single labeled ``.txt|.csv`` file is a dataset of one).
 
     Raises
     ------
@@ -112,6 +112,8 @@ def load_dataset(root: str | Path) -> Dataset:
         When ``root`` is missing or matches no known layout (the message names the three).
     """
     root = Path(root)
+    if root.is_file() and root.suffix.lower() in LABELED_EXTENSIONS:  # one labeled cloud (e.g. tune's shell globs)
+        return Dataset(root, "labeled", [Sample(root.parent.name, root.stem, root)], {root.parent.name: []})
     if not root.is_dir():
         raise InputError(root, "no such dataset folder")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name != "references")

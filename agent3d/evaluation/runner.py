@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -110,7 +111,14 @@ def run_lock(out: Path) -> Iterator[None]:
     if out.resolve() in _HELD:  # re-entered by the process that holds it
         yield
         return
-    with open(out / ".lock", "a+", encoding="utf-8") as handle:
+    try:  # never follow a symlink (it could point at any file the user can write); a folder is refused too
+        descriptor = os.open(out / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        raise InputError(out / ".lock", f"cannot be used as a lock file ({error.strerror})") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise InputError(out / ".lock", "is not a regular file")
+    with os.fdopen(descriptor, "r+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

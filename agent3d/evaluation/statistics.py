@@ -7,9 +7,13 @@ Bootstrap*, 1993). A resample only changes how many times each sample counts, so
 sorted once and every resampled P-AUROC, AUPRO and AP is a weighted cumulative sum along that fixed order
 (see :class:`ClassCurves` for the grouping that keeps this fast on large clouds).
 
-A paired comparison of two runs (e.g. ``llm`` against ``random``) uses the same resampled samples for
-both, giving an interval for the difference B - A and a two-sided bootstrap p-value (the share of resampled
-differences on the other side of zero, doubled; Davison & Hinkley 1997, ch. 4).
+A paired comparison of two runs (e.g. ``llm`` against ``random``) gives the difference B - A, its bootstrap
+interval (the same resampled samples for both runs) and a two-sided p-value from a paired permutation test: under
+the null hypothesis that the runs are exchangeable, each sample's A and B results are swapped at random and the
+pooled metric difference recomputed (``scipy.stats.permutation_test``, ``permutation_type="samples"``; exact
+when the 2^n swaps are few, Monte Carlo otherwise; Good, *Permutation Tests*, 2000). Unlike a bootstrap p-value
+it cannot claim more than n samples support: with 3 samples the smallest two-sided p is 0.25. Every interval and
+p carries its ``n``; intervals from fewer than ``RELIABLE_N`` samples per class are marked unreliable.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy.stats import bootstrap, permutation_test
 
 from agent3d.evaluation.metrics import FPR_LIMIT
 
 METRICS = ("p_auroc", "o_auroc", "aupro", "ap", "suspect_recall")
 PAIRED = ("p_auroc", "aupro", "suspect_recall")
-BASELINES = ("random", "saliency")
+BASELINES = ("random", "saliency", "learned")
+RELIABLE_N = 10  # fewer samples per class than this: an interval is marked unreliable
+EXACT_MAX = 4096  # at most this many swap patterns: the permutation test enumerates them all
 
 
 @dataclass
@@ -219,33 +225,91 @@ def intervals(curves: list[ClassCurves], n_resamples: int = 1000, confidence: fl
 
 def paired_difference(a: list[ClassCurves], b: list[ClassCurves], n_resamples: int = 1000,
                       confidence: float = 0.95, seed: int = 0) -> dict[str, dict]:
-    """B - A on the same samples: the observed difference, its bootstrap interval and a two-sided p-value.
+    """B - A on the same samples: the observed difference, its bootstrap interval and a paired permutation p.
 
     Parameters
     ----------
     a, b : list of ClassCurves
         The two runs, one entry per class, records in the same sample order.
+    n_resamples : int, default 1000
+        Bootstrap resamples, and random swap patterns when the 2^n patterns exceed ``EXACT_MAX``.
+    confidence : float, default 0.95
+    seed : int, default 0
 
     Returns
     -------
-    dict of metric name (``PAIRED``) to {"diff", "interval", "p"}; None values where undefined.
+    dict of metric name (``PAIRED``) to {"diff", "interval", "p", "n", "reliable"}
+        None values where undefined; ``n`` is the number of paired samples, ``reliable`` False when a class has
+        fewer than ``RELIABLE_N`` of them.
     """
-    observed = (_mean_over_classes(b, tuple(np.arange(len(c.object_labels)) for c in b), PAIRED)
-                - _mean_over_classes(a, tuple(np.arange(len(c.object_labels)) for c in a), PAIRED))
-    if min(len(c.object_labels) for c in a) < 2:
-        return {m: {"diff": _number(observed[k]), "interval": [None, None], "p": None} for k, m in enumerate(PAIRED)}
-    distribution = _resample([len(c.object_labels) for c in a], lambda *index: (
+    sizes = [len(c.object_labels) for c in a]
+    observed = (_mean_over_classes(b, tuple(np.arange(n) for n in sizes), PAIRED)
+                - _mean_over_classes(a, tuple(np.arange(n) for n in sizes), PAIRED))
+    n, reliable = int(sum(sizes)), min(sizes) >= RELIABLE_N
+    if min(sizes) < 2:
+        return {m: {"diff": _number(observed[k]), "interval": [None, None], "p": None, "n": n, "reliable": False}
+                for k, m in enumerate(PAIRED)}
+    distribution = _resample(sizes, lambda *index: (
         _mean_over_classes(b, index, PAIRED) - _mean_over_classes(a, index, PAIRED)), n_resamples, seed)
+    p_values = permutation_p(a, b, n_resamples, seed)
     result = {}
     for k, metric in enumerate(PAIRED):
-        d = distribution[:, k][np.isfinite(distribution[:, k])]
         interval = _interval(distribution[:, k], confidence)
-        p = None
-        if interval[0] is not None and np.isfinite(observed[k]):
-            below, above = (np.sum(d <= 0) + 1) / (len(d) + 1), (np.sum(d >= 0) + 1) / (len(d) + 1)
-            p = float(min(1.0, 2 * min(below, above)))
-        result[metric] = {"diff": _number(observed[k]), "interval": interval, "p": p}
+        p = p_values[k] if np.isfinite(observed[k]) and np.isfinite(p_values[k]) else None
+        result[metric] = {"diff": _number(observed[k]), "interval": interval, "p": p, "n": n, "reliable": reliable}
     return result
+
+
+def permutation_p(a: list[ClassCurves], b: list[ClassCurves], n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Two-sided paired permutation p-value of B - A for each metric of ``PAIRED``.
+
+    Each class's A and B samples are put in one :class:`ClassCurves` (A's first); a swap pattern picks, per
+    sample, which of the two counts as B, and the statistic is the mean over classes of the pooled metric of
+    the picked B samples minus that of the others. ``scipy.stats.permutation_test`` enumerates every pattern
+    when there are at most ``EXACT_MAX`` (n = 3 gives 8 patterns, so p >= 0.25), else draws ``n_resamples``.
+
+    Returns
+    -------
+    ndarray of shape (len(PAIRED),), float64
+        NaN where the metric is undefined.
+    """
+    joint = [ClassCurves(labels=ca.labels + cb.labels, scores=ca.scores + cb.scores, regions=ca.regions + cb.regions,
+                         object_labels=np.r_[ca.object_labels, cb.object_labels],
+                         object_scores=np.r_[ca.object_scores, cb.object_scores], hits=np.r_[ca.hits, cb.hits],
+                         regions_total=np.r_[ca.regions_total, cb.regions_total]) for ca, cb in zip(a, b)]
+    sizes = [len(c.object_labels) for c in a]
+    offsets = np.cumsum([0] + sizes)
+    a_index, b_index = np.arange(offsets[-1]), np.arange(offsets[-1]) + offsets[-1]
+
+    def statistic_of(metric: str):
+        def statistic(x, y):  # x, y: global sample numbers now counted as A and as B
+            values = [curve.metrics(_pick(y, offsets, k, sizes[k]), (metric,))[0]
+                      - curve.metrics(_pick(x, offsets, k, sizes[k]), (metric,))[0] for k, curve in enumerate(joint)]
+            return np.nan if np.isnan(values).all() else float(np.nanmean(values))
+        return statistic
+
+    patterns = 2.0 ** offsets[-1]
+    p_values = []
+    for metric in PAIRED:  # one test per metric (scipy's non-vectorized test takes a scalar statistic)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = permutation_test((a_index, b_index), statistic_of(metric), permutation_type="samples",
+                                      vectorized=False, alternative="two-sided", random_state=np.random.default_rng(seed),
+                                      n_resamples=int(patterns) if patterns <= EXACT_MAX else n_resamples)
+        p_values.append(min(float(result.pvalue), 1.0))
+    return np.array(p_values)
+
+
+def _pick(chosen: np.ndarray, offsets: np.ndarray, k: int, size: int) -> np.ndarray:
+    """0/1 weights over class ``k``'s joint samples (A's ``size`` then B's) for the global numbers ``chosen``:
+    number ``i`` < total is A's sample ``i``, ``total + i`` is B's."""
+    total = offsets[-1]
+    weight = np.zeros(2 * size)
+    for number in np.asarray(chosen, dtype=np.int64):
+        side, i = divmod(int(number), int(total))
+        if offsets[k] <= i < offsets[k + 1]:
+            weight[side * size + i - offsets[k]] = 1.0
+    return weight
 
 
 def _number(value: float) -> float | None:
@@ -259,4 +323,6 @@ def format_difference(name: str, baseline: str, metric: str, found: dict) -> str
     low, high = found["interval"]
     interval = f" [{low:+.3f}, {high:+.3f}]" if low is not None else ""
     p = f", p = {found['p']:.3g}" if found["p"] is not None else ""
-    return f"{name} - {baseline} {metric}: {found['diff']:+.3f}{interval}{p}"
+    n = f", n = {found['n']}" if found.get("n") is not None else ""
+    warning = " (unreliable: under 10 samples per class)" if found.get("reliable") is False else ""
+    return f"{name} - {baseline} {metric}: {found['diff']:+.3f}{interval}{p}{n}{warning}"

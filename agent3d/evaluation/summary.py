@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from agent3d.evaluation.metrics import aupro, auroc, average_precision
-from agent3d.evaluation.statistics import BASELINES, class_curves, format_difference, intervals, paired_difference
+from agent3d.evaluation.statistics import (
+    BASELINES,
+    RELIABLE_N,
+    class_curves,
+    format_difference,
+    intervals,
+    paired_difference,
+)
 
 COLUMNS = [("p_auroc", "P-AUROC"), ("o_auroc", "O-AUROC"), ("aupro", "AUPRO"), ("ap", "AP"),
            ("suspect_recall", "suspect recall"), ("fraction_scored", "fraction scored"),
@@ -138,6 +145,9 @@ def add_statistics(out: Path, records: dict[str, list[dict]], per_run: dict, n_r
 
     for name in records:
         per_run[name]["intervals"] = intervals(curves[name], n_resamples, seed=seed)
+        sizes = [len(c.object_labels) for c in curves[name]]
+        per_run[name]["intervals_n"] = int(sum(sizes))
+        per_run[name]["intervals_reliable"] = min(sizes) >= RELIABLE_N
         per_run[name]["versus"] = {}
         for baseline in BASELINES:
             mirrored = name in BASELINES and BASELINES.index(name) < BASELINES.index(baseline)
@@ -154,8 +164,10 @@ def interval_rows(summary: dict) -> list[list[str]]:
     rows = []
     for name, metrics in summary["per_run"].items():
         if "intervals" in metrics:
-            rows.append([name] + [format_metric(key, metrics[key]) + format_interval(metrics["intervals"][key])
-                                  for key, _ in INTERVAL_COLUMNS])
+            n = metrics.get("intervals_n")
+            label = name if n is None else f"{name} (n = {n}{'' if metrics.get('intervals_reliable') else ', unreliable'})"
+            rows.append([label] + [format_metric(key, metrics[key]) + format_interval(metrics["intervals"][key])
+                                   for key, _ in INTERVAL_COLUMNS])
     return rows
 
 

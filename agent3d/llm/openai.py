@@ -17,8 +17,9 @@ import random
 import time
 import urllib.request
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
-from agent3d.llm.base import BackendError, Messages, Reply, redact_url
+from agent3d.llm.base import BackendError, Messages, Reply, redact, redact_url, register_secret
 from agent3d.llm.status import report, status_open
 
 CHARS_PER_TOKEN = 4.0  # fallback estimate when no tokenizer can be reached
@@ -58,6 +59,8 @@ class OpenAIBackend:
         key = os.environ.get("OPENAI_API_KEY")
         if not key and base_url is None:
             raise BackendError("OPENAI_API_KEY is not set")
+        register_secret(key)
+        register_secret(urlsplit(base_url).netloc.rpartition("@")[0] if base_url else None)
         # a local OpenAI-compatible server needs no key, but the SDK wants a non-empty string
         self._client = openai.OpenAI(api_key=key or "unused", base_url=base_url, timeout=timeout, max_retries=0)
         self.max_retries, self.retry_seconds = max_retries, retry_seconds
@@ -97,7 +100,7 @@ class OpenAIBackend:
                 # "schema" is llama.cpp's extension for constrained decoding; other servers ignore it
                 out = self._create(patched, {"type": "json_object", "schema": schema}, retries)
         except self._openai.APIError as error:
-            detail = " ".join(str(getattr(error, "message", error)).split())[:300]
+            detail = redact(" ".join(str(getattr(error, "message", error)).split()))[:300]
             raise BackendError(f"{self.server}: {type(error).__name__}: {detail}") from None
         except (ValueError, TypeError, AttributeError) as error:  # a body the SDK could not decode
             raise BackendError(f"{self.server}: malformed response ({type(error).__name__}: "

@@ -182,9 +182,7 @@ def train(model, tokenizer, train_set: list[TuneExample], val_set: list[TuneExam
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     step, curve, losses = 0, [], []
     if resume:
-        state = torch.load(out / CHECKPOINT / "state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        step, curve, losses = state["step"], state["curve"], state["losses"]
+        step, curve, losses = _load_state(out / CHECKPOINT / "state.pt", optimizer)
     order = np.random.default_rng(config.seed).permutation(np.resize(np.arange(len(train_set)), config.steps
                                                                      if config.minutes is None else 10**6))
     torch.manual_seed(config.seed + step)
@@ -250,3 +248,25 @@ def checkpoint_config(out: Path) -> dict | None:
                 (out / name).rename(out / CHECKPOINT)
             return json.loads((out / CHECKPOINT / "config.json").read_text())
     return None
+
+
+def _load_state(file: Path, optimizer) -> tuple[int, list, list]:
+    """Step, curve and losses of a checkpoint, loading the optimizer's state; tensors and plain data only
+    (``weights_only=True``: nothing is unpickled, so a crafted file cannot run code).
+
+    Raises
+    ------
+    InputError
+        A missing, foreign or garbage checkpoint, naming the file.
+    """
+    import torch
+
+    from agent3d.file_checks import InputError
+
+    try:
+        state = torch.load(file, weights_only=True, map_location="cpu")
+        optimizer.load_state_dict(state["optimizer"])
+        step, curve, losses = int(state["step"]), list(state["curve"]), list(state["losses"])
+    except Exception as error:  # torch raises many kinds for a foreign file; all mean "not our checkpoint"
+        raise InputError(file, f"not a checkpoint of agent3d tune ({type(error).__name__})") from None
+    return step, curve, losses

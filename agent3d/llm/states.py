@@ -1,0 +1,157 @@
+"""Reading the model instead of asking it: one hidden state per point line of the prompt, from llama.cpp's
+embedding mode (no pooling), with no torch.
+
+The messages are formatted with the GGUF's own chat template and tokenized exactly as llama-cpp-python's chat
+completion does (``add_bos`` unless the template added it, special tokens parsed), so the model reads the prompt
+``detect`` would send. llama.cpp returns, per token, the output of the last decoder layer after the final norm
+(the states the language-model head reads). A point line's state is the state at its last token (the line's last
+digit): in a causal model that token has attended to the whole line and everything before it, and to nothing
+after it, so a line's state does not change when a later line does (tested).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agent3d.file_checks import InputError
+from agent3d.llm.base import BackendError, Messages, file_sha256
+
+LAYER = "last decoder layer, after the final norm (llama.cpp embedding output)"
+POOLING = "last token of each point line"
+
+
+class LineStateReader:
+    """A GGUF model in llama.cpp's embedding mode that returns one state per point line.
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        A ``.gguf`` file; defaults to the embedded SmolLM2-135M-Instruct.
+    n_ctx : int, default 8192
+        Context (and batch) size in tokens: the longest prompt read in one pass.
+    n_threads : int, optional
+        CPU threads; defaults to the number of cores.
+
+    Attributes
+    ----------
+    model : str
+        File name of the model.
+    sha256 : str
+        Hex sha256 of the model file.
+    n_embd : int
+        Width of a state (576 for SmolLM2-135M).
+
+    Raises
+    ------
+    InputError
+        ``model_path`` is missing or not a loadable GGUF file.
+    BackendError
+        llama-cpp-python (or, without ``model_path``, the embedded model) is not installed.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, n_ctx: int = 8192, n_threads: int | None = None):
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:
+            raise BackendError("llama-cpp-python is not installed (pip install 'agent3d[local]')") from None
+        from agent3d.llm.llama_cpp import default_model_path, model_loading
+
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            raise InputError(path, "no such model file")
+        try:
+            with model_loading():
+                self._llm = llama_cpp.Llama(model_path=str(path), embedding=True, n_ctx=n_ctx, n_batch=n_ctx,
+                                            n_ubatch=min(n_ctx, 2048), pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
+                                            n_threads=n_threads or os.cpu_count(), verbose=False)
+        except (ValueError, RuntimeError) as error:
+            raise InputError(path, f"not a loadable GGUF model ({error})") from None
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise InputError(path, "the GGUF file has no chat template")
+        token_text = lambda token: self._llm.detokenize([token], special=True).decode("utf-8", "replace") \
+            if token >= 0 else ""  # noqa: E731
+        self._format = Jinja2ChatFormatter(template=template, eos_token=token_text(self._llm.token_eos()),
+                                           bos_token=token_text(self._llm.token_bos()))
+        self.model, self.sha256, self.n_ctx = path.name, file_sha256([path]), n_ctx
+        self.n_embd = self._llm.n_embd()
+
+    def tokens(self, messages: Messages) -> list[int]:
+        """The prompt's tokens as llama-cpp-python's chat completion builds them (generation prompt included)."""
+        formatted = self._format(messages=messages)
+        return self._llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
+                                  special=True)
+
+    def count_tokens(self, messages: Messages) -> int:
+        """Prompt tokens of ``messages`` (what one pass reads)."""
+        return len(self.tokens(messages))
+
+    def line_states(self, messages: Messages, ids: list[str]) -> tuple[np.ndarray, int, float]:
+        """The state at the last token of each point line of the last (user) message.
+
+        Parameters
+        ----------
+        messages : list of dict
+            Chat messages as ``detect`` sends them; the last one shows the point lines.
+        ids : list of str
+            Line ids (``"p0"`` ...), each the first word of one line of the last message.
+
+        Returns
+        -------
+        states : ndarray of shape (len(ids), n_embd), float32
+        n_tokens : int
+            Tokens read.
+        seconds : float
+
+        Raises
+        ------
+        BackendError
+            A prompt longer than ``n_ctx``, an id with no line, or a tokenization that does not map back to the
+            text.
+        """
+        start = time.perf_counter()
+        tokens = self.tokens(messages)
+        if len(tokens) > self.n_ctx:
+            raise BackendError(f"a prompt of {len(tokens)} tokens is over the reader's context of {self.n_ctx}")
+        ends = self._line_end_tokens(tokens, messages[-1]["content"], ids)
+        self._llm.reset()
+        states = np.asarray(self._embed(tokens), dtype=np.float32)
+        return states[ends], len(tokens), time.perf_counter() - start
+
+    def _embed(self, tokens: list[int]) -> list[list[float]]:
+        """One state per token: llama-cpp-python's ``embed`` over these exact tokens (it tokenizes text itself,
+        without special tokens, so its tokenizer is handed the ids through a one-call substitute)."""
+        llm = self._llm
+        original = llm.tokenize
+        llm.tokenize = lambda *args, **kwargs: tokens
+        try:
+            return llm.embed("", truncate=False)
+        except (ValueError, RuntimeError) as error:
+            raise BackendError(f"llama.cpp embedding failed: {error}") from None
+        finally:
+            llm.tokenize = original
+
+    def _line_end_tokens(self, tokens: list[int], content: str, ids: list[str]) -> np.ndarray:
+        """Index of the token holding the last byte of each id's line within the prompt."""
+        pieces = [self._llm.detokenize([t], special=True) for t in tokens]
+        text = b"".join(pieces)
+        ends = np.cumsum([len(p) for p in pieces])  # byte offset just past each token
+        body = content.encode("utf-8")
+        where = text.rfind(body)
+        if where < 0:
+            raise BackendError("the tokenized prompt does not contain the user message verbatim")
+        line_end = {}
+        offset = 0
+        for line in body.split(b"\n"):
+            word = line.split(b" ", 1)[0].decode("utf-8", "replace")
+            line_end.setdefault(word, where + offset + len(line) - 1)
+            offset += len(line) + 1
+        missing = [i for i in ids if i not in line_end]
+        if missing:
+            raise BackendError(f"no line for id '{missing[0]}' in the prompt")
+        return np.searchsorted(ends, [line_end[i] for i in ids], side="right")

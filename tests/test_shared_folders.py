@@ -1,0 +1,151 @@
+"""Shared prompt folders, checkpoints and run folders are data, not code (issue: a shared prompt folder could run
+code). Each case failed before its fix: a payload ran, a file outside the folder was read, or a traceback came."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent3d.cli import app
+from agent3d.prompts import shipped_prompts_dir
+
+runner = CliRunner()
+SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
+
+
+def prompt_folder(root: Path, user: str | None = None, **files) -> Path:
+    """A copy of the shipped ``geom`` prompt under ``root/evil`` with ``user.j2`` (and other files) replaced."""
+    folder = root / "evil"
+    shutil.copytree(shipped_prompts_dir() / "geom", folder)
+    if user is not None:
+        (folder / "user.j2").write_text(user)
+    for name, text in files.items():
+        (folder / name.replace("_", ".")).write_text(text)
+    return folder
+
+
+def one_line_refusal(result, *words):
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    for word in words:
+        assert word in result.stderr
+
+
+@pytest.mark.parametrize("source", [
+    "{{ lipsum.__globals__['os'].popen('touch MARKER').read() }}{{ points }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}{{ points }}",
+    "{{ cycler.__init__.__globals__.os.popen('touch MARKER') }}",
+])
+def test_a_template_cannot_run_code(tmp_path, monkeypatch, source):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "prompts"
+    prompt_folder(root, source)
+    for command in (["prompts", "render", "evil", str(SAMPLES / "surface_00.txt")],
+                    ["detect", str(SAMPLES / "surface_00.txt"), "--prompt", "evil"]):
+        result = runner.invoke(app, [*command, "--prompts-dir", str(root)])
+        one_line_refusal(result, "evil")
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_a_template_cannot_include_or_read_outside_its_folder(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the password is hunter2")
+    root = tmp_path / "prompts"
+    folder = prompt_folder(root, "{% include '../../secret.txt' %}{{ points }}")
+    result = runner.invoke(app, ["prompts", "render", "evil", str(SAMPLES / "surface_00.txt"), "--prompts-dir", str(root)])
+    one_line_refusal(result, "include")
+    (folder / "user.j2").unlink()
+    (folder / "user.j2").symlink_to(secret)
+    result = runner.invoke(app, ["prompts", "render", "evil", str(SAMPLES / "surface_00.txt"), "--prompts-dir", str(root)])
+    one_line_refusal(result, "inside its folder")
+    assert "hunter2" not in result.output
+
+
+def test_a_malformed_few_shot_turn_is_one_line(tmp_path):
+    root = tmp_path / "prompts"
+    prompt_folder(root, examples_json=json.dumps([{"user": 3, "assistant": "{}"}]))
+    result = runner.invoke(app, ["prompts", "render", "evil", str(SAMPLES / "surface_00.txt"), "--prompts-dir", str(root)])
+    one_line_refusal(result, "must be a string")
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = ""
+
+
+def test_a_checkpoint_with_a_pickle_payload_is_refused_without_running_it(tmp_path):
+    torch = pytest.importorskip("torch")
+    from agent3d.file_checks import InputError
+    from agent3d.tuning.train import _load_state
+
+    global MARKER
+    MARKER = str(tmp_path / "ran")
+    file = tmp_path / "state.pt"
+    with open(file, "wb") as handle:
+        pickle.dump({"step": 1, "optimizer": Payload(), "curve": [], "losses": []}, handle)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+    with pytest.raises(InputError, match="not a checkpoint"):
+        _load_state(file, optimizer)
+    assert not Path(MARKER).exists()
+    file.write_bytes(b"garbage")
+    with pytest.raises(InputError, match="state.pt"):
+        _load_state(file, optimizer)
+
+
+def test_a_lock_that_is_a_symlink_is_never_followed(tmp_path):
+    from test_evaluation import write_labeled
+
+    root = write_labeled(tmp_path / "d", n_samples=2, references=False)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").symlink_to(victim)
+    result = runner.invoke(app, ["evaluate", str(root), "--out", str(out), "--gating", "saliency", "--n-points", "32"])
+    one_line_refusal(result, ".lock")
+    assert victim.read_text() == "precious"
+
+
+def test_a_config_string_for_a_list_option_is_one_value(tmp_path):
+    from test_evaluation import write_labeled
+
+    root = write_labeled(tmp_path / "d", n_samples=2, references=False)
+    config = tmp_path / "c.toml"
+    config.write_text('gating = "saliency"\nn_points = 32\n')
+    result = runner.invoke(app, ["evaluate", str(root), "--out", str(tmp_path / "run"), "--config", str(config),
+                                 "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["gatings"] == ["saliency"]
+
+
+def test_a_fifo_as_config_or_guidance_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for option in (["--config", str(fifo)], ["--guidance", f"@{fifo}"]):
+        result = runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--gating", "saliency", *option])
+        one_line_refusal(result, "not a regular file")
+
+
+def test_credentials_echoed_by_a_server_never_leave_the_process(serve, tmp_path, monkeypatch):
+    import base64
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-verysecretkey123")
+    basic = base64.b64encode(b"alice:pa55word").decode()
+    body = json.dumps({"error": {"message": f"bad key sk-verysecretkey123, auth Basic {basic}, user alice:pa55word"}})
+    server = serve((401, body.encode(), {}))
+    url = server.url.replace("http://", "http://alice:pa55word@")
+    result = runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--backend", "openai", "--model", "m",
+                                 "--base-url", url, "--log-dir", str(tmp_path / "log"), "--no-cache"])
+    assert result.exit_code == 3
+    logged = "".join(p.read_text() for p in (tmp_path / "log").glob("*"))
+    for secret in ("sk-verysecretkey123", basic, "pa55word"):
+        assert secret not in result.output and secret not in logged
