@@ -202,7 +202,7 @@ class Detection:
         return int(self.scored.sum())
 
     def to_json(self) -> dict:
-        """The JSON object of the ``detect --json`` contract (DESIGN.md), plus diagnostics."""
+        """The JSON object of the ``detect --json`` contract (docs/design.md, "Contracts"), plus diagnostics."""
         llm = self.llm or LLMReport()
         return {
             "object_score": self.object_score,

@@ -14,7 +14,7 @@ defect moved, added, or bordered):
   the surface; MVTec 3D-AD's contamination. The added points are labeled.
 
 Every sample, normal or not, is then given sensor-like Gaussian noise (``noise`` x the median point
-spacing) and a random rigid pose, and written in the labeled-folder layout of DESIGN.md.
+spacing) and a random rigid pose, and written in the labeled-folder layout of docs/design.md.
 """
 
 from __future__ import annotations

@@ -65,3 +65,24 @@ def test_random_seeds_are_repeatable_shown_points():
     assert len(set(first.tolist())) == 8 and set(first.tolist()) <= set(shown.tolist())
     np.testing.assert_array_equal(first, random_seeds(shown, 8, seed=4))
     assert not np.array_equal(first, random_seeds(shown, 8, seed=5))
+
+
+@pytest.mark.parametrize("gating", ["saliency", "random", "learned"])
+def test_max_suspects_bounds_every_gatings_seeds_and_is_recorded(tmp_path, gating):
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from agent3d.cli import app
+
+    sample = Path(__file__).resolve().parent.parent / "data_samples" / "surface_05.txt"
+    runner = CliRunner()
+    for k in (3, 16):
+        result = runner.invoke(app, ["detect", str(sample), "--gating", gating, "--max-suspects", str(k), "--json"])
+        assert result.exit_code == 0, result.output
+        assert len(json.loads(result.stdout)["seeds"]) == k
+    result = runner.invoke(app, ["evaluate", str(sample.parent), "--gating", gating, "--max-suspects", "5",
+                                 "--n-points", "32", "--bootstrap", "0", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["detect"]["max_suspects"] == 5

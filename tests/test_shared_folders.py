@@ -149,3 +149,31 @@ def test_credentials_echoed_by_a_server_never_leave_the_process(serve, tmp_path,
     logged = "".join(p.read_text() for p in (tmp_path / "log").glob("*"))
     for secret in ("sk-verysecretkey123", basic, "pa55word"):
         assert secret not in result.output and secret not in logged
+
+
+def test_a_record_pointing_outside_the_run_or_at_a_lost_score_file_is_redone(tmp_path):
+    from test_evaluation import write_labeled
+
+    root = write_labeled(tmp_path / "d", n_samples=2, references=False)
+    out = tmp_path / "run"
+    command = ["evaluate", str(root), "--out", str(out), "--gating", "saliency", "--n-points", "32", "--bootstrap", "0"]
+    assert runner.invoke(app, command).exit_code == 0
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    outside = tmp_path / "elsewhere.npz"
+    shutil.copy(out / records[0]["scores_file"], outside)
+    records[0]["scores_file"] = os.path.relpath(outside, out)
+    (out / records[1]["scores_file"]).unlink()
+    (out / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and all(r["scores_file"].startswith("scores/") for r in lines[2:])
+    assert json.loads((out / "summary.json").read_text())["n_samples"] == 2
+
+
+def test_detect_out_holding_a_folder_where_a_result_goes_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    (out / "detection.json").mkdir(parents=True)
+    result = runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--gating", "saliency", "--out", str(out)])
+    one_line_refusal(result, "detection.json")
+    assert not (out / "scores.ply").exists()

@@ -64,6 +64,8 @@ def detect(
         backend_config = config_from(BackendConfig, options)
         if out is not None:
             check_output(out, folder=True)
+            for name in ("detection.json", "scores.ply"):  # both are written, or neither
+                check_output(out / name, folder=False)
         if config.gating == "llm":
             load_prompt(config.prompt, config.prompts_dir)  # a bad --prompt is refused before the model loads
         if config.gating == "learned":

@@ -34,6 +34,7 @@ def installed(distribution: str) -> str | None:
 def models_report() -> dict:
     """Backends, the embedded model (path, bytes, sha256), shipped adapters and optional parts."""
     from agent3d.llm.base import file_sha256
+    from agent3d.llm.head import shipped_head_dir
     from agent3d.llm.transformers import shipped_adapter_dir
 
     try:
@@ -45,9 +46,13 @@ def models_report() -> dict:
         embedded = {"missing": str(error)}
     adapters = [p.name for p in shipped_adapter_dir().parent.iterdir() if p.is_dir()] \
         if shipped_adapter_dir().parent.is_dir() else []
+    adapters += [f"{p.name} ({'default with the embedded model' if p.name == 'head' else '--gating learned'})"
+                 for p in sorted(shipped_head_dir().parent.iterdir()) if p.is_dir()] \
+        if shipped_head_dir().parent.is_dir() else []
     parts = {name: installed(name) for name in OPTIONAL}
     backends = {
-        "llama-cpp": {"ready": bool(parts["llama-cpp-python"]), "models": "a .gguf file (--model), default embedded"},
+        "llama-cpp": {"ready": bool(parts["llama-cpp-python"]), "models": "a .gguf file (--model), default embedded; "
+                                                                        "--adapter: a head"},
         "transformers": {"ready": all(parts[p] for p in ("torch", "transformers", "peft", "xgrammar")),
                          "models": "a .gguf file or a Hugging Face folder (--model), default embedded; --adapter"},
         "openai": {"ready": bool(installed("openai")),

@@ -1,4 +1,4 @@
-"""Datasets with ground-truth masks, their layouts detected automatically (DESIGN.md contracts).
+"""Datasets with ground-truth masks, their layouts detected automatically (docs/design.md, "Contracts").
 
 - labeled folder: ``*.txt|*.csv`` files with rows ``x y z label``, optional ``references/`` of
   normal clouds; either directly in the folder (one class, named after it) or in class sub-folders.

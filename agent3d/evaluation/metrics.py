@@ -1,4 +1,4 @@
-"""Metrics of 3D anomaly detection, as defined in DESIGN.md (anomalib naming).
+"""Metrics of 3D anomaly detection, as defined in docs/design.md, "Metrics" (anomalib naming).
 
 - P-AUROC: ``roc_auc_score`` over all points of all test samples of a class pooled; mean over classes.
 - O-AUROC: one score per sample, ``roc_auc_score`` per class (null unless the class has normal and

@@ -158,7 +158,7 @@ def prepare_output(out: Path, config: EvalConfig) -> set[str]:
     kept = "".join(json.dumps(r) + "\n" for r in records)
     if kept != text:  # a killed writer left a torn line: replace the file whole, never truncate it in place
         write_text(lines, kept)
-    return {r["key"] for r in records}
+    return done_keys(out)
 
 
 def check_config(out: Path, config: EvalConfig) -> bool:
@@ -186,11 +186,29 @@ def check_config(out: Path, config: EvalConfig) -> bool:
 
 
 def done_keys(out: Path) -> set[str]:
-    """Keys of the records ``out/samples.jsonl`` holds (read only; empty when there is none)."""
+    """Keys of the records ``out/samples.jsonl`` holds (read only; empty when there is none); a finished record
+    whose score file is missing, unreadable or outside ``out/scores`` is not done (the sample is run again)."""
     path = out / "samples.jsonl"
     if not path.is_file():
         return set()
-    return {r["key"] for r in (_parse(line) for line in path.read_text().splitlines()) if r is not None}
+    return {r["key"] for r in (_parse(line) for line in path.read_text().splitlines())
+            if r is not None and ("failed" in r or scores_usable(out, r))}
+
+
+def scores_usable(out: Path, record: dict) -> bool:
+    """Whether ``record["scores_file"]`` is a regular ``.npz`` inside ``out/scores`` that NumPy reads without
+    pickle (a record naming a file elsewhere is never read)."""
+    name = record.get("scores_file")
+    if not isinstance(name, str):
+        return False
+    file = (out / name).resolve()
+    if (out / "scores").resolve() not in file.parents or not file.is_file():
+        return False
+    try:
+        with np.load(file, allow_pickle=False) as arrays:
+            return {"scores", "labels", "regions"} <= set(arrays.files)
+    except Exception:  # whatever a torn or foreign file makes NumPy raise
+        return False
 
 
 def _parse(line: str) -> dict | None:

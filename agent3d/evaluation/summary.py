@@ -1,6 +1,6 @@
 """Aggregation of an evaluation folder into the ``summary.json`` object and the report table's rows.
 
-Every metric is computed per class and then averaged over classes (DESIGN.md). The top-level
+Every metric is computed per class and then averaged over classes (docs/design.md, "Metrics"). The top-level
 fields of the summary are those of the first run (first ``--gating`` with the first ``--prompt``);
 ``per_gating``, ``per_prompt`` and ``per_run`` hold the others.
 """
@@ -43,8 +43,16 @@ def read_records(out: Path, failed: bool = False) -> list[dict]:
     path = Path(out) / "samples.jsonl"
     if not path.is_file():
         return []
+    from agent3d.evaluation.runner import scores_usable
+
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if ("failed" in r) == failed]
+    if failed:
+        return [r for r in records if "failed" in r]
+    usable = {}  # the last usable record of each key: a sample redone after its score file went bad replaces it
+    for record in records:
+        if "failed" not in record and scores_usable(Path(out), record):
+            usable[record["key"]] = record
+    return list(usable.values())
 
 
 def class_metrics(out: Path, records: list[dict]) -> dict:

@@ -197,7 +197,7 @@ class HeadBackend:
             raise InputError(adapter.folder, f"trained on another base model ({adapter.record.base_model.name}, "
                                              f"sha256 {adapter.record.base_model.sha256[:12]}); this one is "
                                              f"{self.reader.model} ({self.reader.sha256[:12]})")
-        self.model = self.reader.model
+        self.model = f"{self.reader.model} + head {adapter.digest}"  # what results and logs name
         self.params = {"mode": "head", "sha256": self.reader.sha256, "adapter": adapter.digest,
                        "prompt_hash": adapter.record.prompt.hash}
 

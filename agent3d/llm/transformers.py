@@ -78,9 +78,14 @@ def read_adapter_record(adapter: str | Path) -> dict:
         raise InputError(folder, "not a PEFT adapter folder (no adapter_config.json)")
     try:
         record = json.loads((folder / ADAPTER_RECORD).read_text())
-        record["base_model"]["sha256"]
+        sha = record["base_model"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(folder / ADAPTER_RECORD, f"missing or invalid adapter record ({error})") from None
+        raise InputError(folder / ADAPTER_RECORD, f"missing or invalid adapter record ({str(error)[:120]})") from None
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise InputError(folder / ADAPTER_RECORD, "base_model.sha256 must be a 64-digit hex string")
+    if (folder / "adapter_model.bin").exists():
+        raise InputError(folder / "adapter_model.bin", "pickled adapter weights are never loaded; save the adapter "
+                                                       "as adapter_model.safetensors")
     return record
 
 

@@ -6,6 +6,7 @@ and ``tune.json`` appear only when training has finished (``tune.json`` last).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -75,7 +76,7 @@ def check_output(out: Path, config: TuneConfig, resume: bool) -> None:
     ------
     InputError
     """
-    io.check_output(out, folder=True)
+    io.check_output(out, folder=True, keep=CHECKPOINT)  # a folder of the user's own files is never written into
     if (out / ADAPTER_RECORD).is_file():
         raise InputError(out, "already holds a tuned adapter; choose another --out")
     recorded = checkpoint_config(out) if out.is_dir() else None
@@ -148,6 +149,7 @@ def tune(datasets: list[Path], out: Path, config: TuneConfig, model: str | None 
     tmp = out / "final.tmp"
     model_.save_pretrained(str(tmp))
     for file in tmp.iterdir():
+        os.chmod(file, 0o644)  # adapters are for sharing, as every result (safetensors writes them private)
         file.replace(out / file.name)
     shutil.rmtree(tmp)
     record = {"base_model": {"name": identity.name, "path": identity.path, "sha256": identity.sha256},

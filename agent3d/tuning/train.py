@@ -68,7 +68,7 @@ class TuneConfig(BaseModel):
     method: Literal["lora", "prompt"] = "lora"
     steps: int = Field(1000, ge=1)
     minutes: float | None = Field(None, gt=0)
-    lr: float | None = Field(None, gt=0)
+    lr: float | None = Field(None, gt=0, allow_inf_nan=False)
     n_virtual_tokens: int = Field(20, ge=1)
     lora_r: int = Field(16, ge=1)
     lora_layers: int = Field(0, ge=0)
