@@ -31,7 +31,7 @@ METRICS = ("p_auroc", "o_auroc", "aupro", "ap", "suspect_recall")
 PAIRED = ("p_auroc", "aupro", "suspect_recall")
 BASELINES = ("random", "saliency", "learned")
 RELIABLE_N = 10  # fewer samples per class than this: an interval is marked unreliable
-EXACT_MAX = 4096  # at most this many swap patterns: the permutation test enumerates them all
+EXACT_MAX = 1024  # at most this many swap patterns (10 samples): the permutation test enumerates them all
 
 
 @dataclass
@@ -118,25 +118,57 @@ class ClassCurves:
         recall = np.r_[0.0, tp / tp[-1]]
         return float(np.sum(np.diff(recall) * tp / np.maximum(tp + fp, 1e-300)))
 
+    def batch_metrics(self, weights: np.ndarray, names: tuple[str, ...] = PAIRED) -> np.ndarray:
+        """:meth:`metrics` for many weight vectors at once, shape (n_weights, len(names)) (a permutation test's
+        batch: the curves of every weight vector come from one matrix product)."""
+        weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        found = np.empty((len(weights), len(names)))
+
+        def curves(counts):
+            products = weights @ counts
+            return np.concatenate([np.zeros((len(weights), 1)), np.cumsum(products, axis=1)], axis=1)
+
+        for j, name in enumerate(names):
+            with np.errstate(all="ignore"):
+                if name == "p_auroc":
+                    tp, fp = curves(self.positive_), curves(self.negative_)
+                    value = np.trapezoid(tp / tp[:, -1:], fp / fp[:, -1:], axis=1)
+                    value[(tp[:, -1] == 0) | (fp[:, -1] == 0)] = np.nan
+                elif name == "aupro":
+                    fpr, share, n_regions = curves(self.normal_), curves(self.share_), weights @ self.n_regions_
+                    value = np.array([_cut_aupro(f, p, n) for f, p, n in zip(fpr, share, n_regions)])
+                elif name == "suspect_recall":
+                    total = weights @ self.regions_total
+                    value = weights @ np.nan_to_num(self.hits) / total
+                    value[(total == 0) | np.isnan(self.hits).all()] = np.nan
+                else:
+                    value = np.array([self.metrics(w, (name,))[0] for w in weights])
+            found[:, j] = value
+        return found
+
     def _aupro(self, weight: np.ndarray) -> float:
-        n_regions = float(weight @ self.n_regions_)
-        fpr = self._curve(weight, self.normal_)
-        if n_regions == 0 or fpr[-1] == 0:
-            return np.nan
-        fpr, pro = fpr / fpr[-1], self._curve(weight, self.share_) / n_regions
-        keep = fpr <= FPR_LIMIT
-        fpr_cut, pro_cut = fpr[keep], pro[keep]
-        if fpr_cut[-1] < FPR_LIMIT:
-            after = np.searchsorted(fpr, FPR_LIMIT)
-            step = (FPR_LIMIT - fpr[after - 1]) / (fpr[after] - fpr[after - 1])
-            fpr_cut, pro_cut = np.r_[fpr_cut, FPR_LIMIT], np.r_[pro_cut, pro[after - 1] + step * (pro[after] - pro[after - 1])]
-        return float(np.trapezoid(pro_cut, fpr_cut) / FPR_LIMIT)
+        return _cut_aupro(self._curve(weight, self.normal_), self._curve(weight, self.share_),
+                          float(weight @ self.n_regions_))
 
     def _recall(self, weight: np.ndarray) -> float:
         total = float(weight @ self.regions_total)
         if total == 0 or np.isnan(self.hits).all():
             return np.nan
         return float(weight @ np.nan_to_num(self.hits)) / total
+
+
+def _cut_aupro(fpr: np.ndarray, pro: np.ndarray, n_regions: float) -> float:
+    """AUPRO to ``FPR_LIMIT`` from the cumulative normal-point and region-share curves (NaN where undefined)."""
+    if n_regions == 0 or fpr[-1] == 0:
+        return np.nan
+    fpr, pro = fpr / fpr[-1], pro / n_regions
+    keep = fpr <= FPR_LIMIT
+    fpr_cut, pro_cut = fpr[keep], pro[keep]
+    if fpr_cut[-1] < FPR_LIMIT:
+        after = np.searchsorted(fpr, FPR_LIMIT)
+        step = (FPR_LIMIT - fpr[after - 1]) / (fpr[after] - fpr[after - 1])
+        fpr_cut, pro_cut = np.r_[fpr_cut, FPR_LIMIT], np.r_[pro_cut, pro[after - 1] + step * (pro[after] - pro[after - 1])]
+    return float(np.trapezoid(pro_cut, fpr_cut) / FPR_LIMIT)
 
 
 def _weighted_auroc(labels: np.ndarray, scores: np.ndarray, weight: np.ndarray) -> float:
@@ -281,34 +313,32 @@ def permutation_p(a: list[ClassCurves], b: list[ClassCurves], n_resamples: int =
     offsets = np.cumsum([0] + sizes)
     a_index, b_index = np.arange(offsets[-1]), np.arange(offsets[-1]) + offsets[-1]
 
-    def statistic_of(metric: str):
-        def statistic(x, y):  # x, y: global sample numbers now counted as A and as B
-            values = [curve.metrics(_pick(y, offsets, k, sizes[k]), (metric,))[0]
-                      - curve.metrics(_pick(x, offsets, k, sizes[k]), (metric,))[0] for k, curve in enumerate(joint)]
-            return np.nan if np.isnan(values).all() else float(np.nanmean(values))
-        return statistic
+    def statistic(x, y, axis=-1):  # x, y: (n,) or (batch, n) global sample numbers now counted as A and as B
+        single = np.ndim(x) == 1
+        x, y = np.atleast_2d(x), np.atleast_2d(y)
+        values = [curve.batch_metrics(_pick(y, offsets, k, sizes[k]))
+                  - curve.batch_metrics(_pick(x, offsets, k, sizes[k])) for k, curve in enumerate(joint)]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined in every class: NaN
+            found = np.nanmean(np.array(values), axis=0)  # (batch, len(PAIRED))
+        return found[0] if single else found
 
     patterns = 2.0 ** offsets[-1]
-    p_values = []
-    for metric in PAIRED:  # one test per metric (scipy's non-vectorized test takes a scalar statistic)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = permutation_test((a_index, b_index), statistic_of(metric), permutation_type="samples",
-                                      vectorized=False, alternative="two-sided", random_state=np.random.default_rng(seed),
-                                      n_resamples=int(patterns) if patterns <= EXACT_MAX else n_resamples)
-        p_values.append(min(float(result.pvalue), 1.0))
-    return np.array(p_values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = permutation_test((a_index, b_index), statistic, permutation_type="samples", vectorized=True,
+                                  n_resamples=int(patterns) if patterns <= EXACT_MAX else n_resamples,
+                                  alternative="two-sided", random_state=np.random.default_rng(seed), batch=512)
+    return np.minimum(np.asarray(result.pvalue, dtype=np.float64), 1.0)
 
 
 def _pick(chosen: np.ndarray, offsets: np.ndarray, k: int, size: int) -> np.ndarray:
-    """0/1 weights over class ``k``'s joint samples (A's ``size`` then B's) for the global numbers ``chosen``:
-    number ``i`` < total is A's sample ``i``, ``total + i`` is B's."""
+    """0/1 weights (batch, 2 * size) over class ``k``'s joint samples (A's ``size`` then B's) for the global sample
+    numbers ``chosen`` (batch, n): number ``i`` < n is A's sample ``i``, ``n + i`` is B's."""
     total = offsets[-1]
-    weight = np.zeros(2 * size)
-    for number in np.asarray(chosen, dtype=np.int64):
-        side, i = divmod(int(number), int(total))
-        if offsets[k] <= i < offsets[k + 1]:
-            weight[side * size + i - offsets[k]] = 1.0
+    mine = np.asarray(chosen, dtype=np.int64)[:, offsets[k]:offsets[k + 1]]
+    weight = np.zeros((len(mine), 2 * size))
+    np.put_along_axis(weight, (mine >= total) * size + np.arange(size), 1.0, axis=1)
     return weight
 
 

