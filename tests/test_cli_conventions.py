@@ -58,7 +58,11 @@ def test_models_and_doctor_describe_this_machine():
     assert report["backends"]["llama-cpp"]["ready"] and report["backends"]["transformers"]["ready"]
     assert report["embedded_model"]["sha256"] == file_sha256([default_model_path()])
     assert report["embedded_model"]["bytes"] == default_model_path().stat().st_size
-    assert report["shipped_adapters"] == [] and report["optional"]["torch"]
+    from agent3d.llm.head import shipped_head_dir
+
+    shipped = sorted(p.name for p in shipped_head_dir().parent.iterdir() if p.is_dir())
+    assert [name.split(" ")[0] for name in report["shipped_adapters"]] == shipped and report["optional"]["torch"]
+    assert "features" in shipped
     checks = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
     assert checks["ok"] and {c["check"] for c in checks["checks"] if c["ok"]} >= {"cache folder writable"}
     dead = runner.invoke(app, ["doctor", "--json", "--base-url", "http://127.0.0.1:9/v1"])

@@ -141,8 +141,10 @@ def test_detect_with_a_head_adapter_never_imports_torch(tmp_path):
     write_head(folder, {"mean": np.zeros(576), "scale": np.ones(576), "w0": rng.normal(size=(576, 1)), "b0": np.zeros(1)},
                base_model={"name": "smollm2", "sha256": file_sha256([default_model_path()])},
                prompt={"name": "geom", "hash": prompt.digest, "format": prompt.format})
+    cloud = tmp_path / "scan.xyz"  # no labels: no verdict panel, whose learned row loads scikit-learn's registry
+    np.savetxt(cloud, np.loadtxt(SAMPLES / "surface_00.txt")[:, :3])
     code = ("import sys, json\nfrom agent3d.cli import app\n"
-            f"sys.argv = ['agent3d', 'detect', {str(SAMPLES / 'surface_00.txt')!r}, '--adapter', {str(folder)!r}, "
+            f"sys.argv = ['agent3d', 'detect', {str(cloud)!r}, '--adapter', {str(folder)!r}, "
             "'--n-points', '16', '--json', '--no-cache']\n"
             "try:\n    app()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
             "print(json.dumps({'torch': 'torch' in sys.modules, 'transformers': 'transformers' in sys.modules}))")

@@ -37,7 +37,7 @@ def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.
         lines += ["## 95 % bootstrap intervals (samples resampled within classes)", "",
                   "| run | " + " | ".join(t for _, t in INTERVAL_COLUMNS) + " |", "|" + "---|" * (len(INTERVAL_COLUMNS) + 1),
                   *["| " + " | ".join(row) + " |" for row in interval_rows(summary)], "",
-                  "## Paired comparisons (B - A on the same samples, paired bootstrap, two-sided p)", "",
+                  "## Paired comparisons (B - A on the same samples: paired bootstrap interval, two-sided paired permutation p, n samples)", "",
                   *[f"- {line}" for line in comparison_lines(summary)], ""]
     if summary.get("n_failed"):
         lines += [f"## {summary['n_failed']} runs failed (not in the metrics)", "",

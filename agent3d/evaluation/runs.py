@@ -86,7 +86,8 @@ def compare(rows_a: dict[str, dict], rows_b: dict[str, dict], folders: tuple[str
     rows_a, rows_b : dict of row name to metrics
     folders : (str, str), optional
         The two run folders: P-AUROC, AUPRO and suspect recall then get a paired bootstrap interval of B - A
-        and a p-value over the samples both runs finished (:func:`agent3d.evaluation.statistics.paired_difference`).
+        and a paired permutation p-value over the samples both runs finished
+        (:func:`agent3d.evaluation.statistics.paired_difference`).
     n_resamples : int, default 1000
 
     Returns

@@ -61,9 +61,13 @@ class LineStateReader:
             raise BackendError("llama-cpp-python is not installed (pip install 'agent3d[local]')") from None
         from agent3d.llm.llama_cpp import load_llama
 
+        # a causal chat model's default pooling is none (one state per token); asking for it explicitly makes
+        # llama.cpp print a warning on every load, so the default is checked instead
         self._llm, path = load_llama(llama_cpp.Llama, model_path, embedding=True, n_ctx=n_ctx, n_batch=n_ctx,
-                                     n_ubatch=min(n_ctx, 2048), pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
-                                     n_threads=n_threads or os.cpu_count())
+                                     n_ubatch=min(n_ctx, 2048), n_threads=n_threads or os.cpu_count())
+        if self._llm.pooling_type() != llama_cpp.LLAMA_POOLING_TYPE_NONE:
+            raise InputError(path, "the model pools its states (an embedding model?); a head reads one state per "
+                                   "token of a chat model")
         template = self._llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise InputError(path, "the GGUF file has no chat template")
