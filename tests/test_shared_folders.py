@@ -177,3 +177,15 @@ def test_detect_out_holding_a_folder_where_a_result_goes_writes_nothing(tmp_path
     result = runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--gating", "saliency", "--out", str(out)])
     one_line_refusal(result, "detection.json")
     assert not (out / "scores.ply").exists()
+
+
+@pytest.mark.parametrize("summary, message", [("[1, 2]", "not a JSON object"), ('{"per_run": "x"}', "per_run"),
+                                              ('{"per_run": {"a": {"p_auroc": "high"}}}', "per_run.a.p_auroc"),
+                                              ("{not json", "unreadable JSON")])
+def test_runs_list_and_compare_name_a_malformed_run_file(tmp_path, summary, message):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "summary.json").write_text(summary)
+    for command in (["runs", "list", str(tmp_path)], ["runs", "compare", str(run), str(run)]):
+        one_line_refusal(runner.invoke(app, command), "summary.json", message)

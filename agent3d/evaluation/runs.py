@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from agent3d.evaluation.summary import COLUMNS
+from agent3d.file_checks import InputError
 
 HIGHER_IS_BETTER = {"p_auroc", "o_auroc", "aupro", "ap", "suspect_recall"}
 LOWER_IS_BETTER = {"tokens_prompt", "tokens_completion", "llm_seconds", "seconds"}
@@ -36,8 +37,7 @@ def list_runs(root: str | Path) -> list[dict]:
         raise ValueError(f"{root}: no evaluation run here (a run folder has config.json and summary.json)")
     entries = []
     for folder in folders:
-        config = json.loads((folder / "config.json").read_text())
-        summary = json.loads((folder / "summary.json").read_text())
+        config, summary = read_run_file(folder, "config.json"), read_run_file(folder, "summary.json")
         entries.append({"path": str(folder), "dataset": config.get("dataset"), "gatings": config.get("gatings"),
                         "prompts": config.get("prompt_hashes", {}), "model": summary.get("model"),
                         "backend": summary.get("backend"), "scorer": summary.get("scorer"),
@@ -45,6 +45,36 @@ def list_runs(root: str | Path) -> list[dict]:
                         "rounds": config.get("detect", config).get("rounds", 1), "version": config.get("version"),
                         "samples": summary.get("n_samples"), **best_row(summary)})
     return entries
+
+
+def read_run_file(folder: Path, name: str) -> dict:
+    """``config.json`` or ``summary.json`` of a run, checked for the shape the listing reads.
+
+    Raises
+    ------
+    InputError
+        Unreadable JSON, not an object, or (summary) ``per_run`` that is not an object of rows whose metrics are
+        numbers or null; the message names the file.
+    """
+    file = folder / name
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(file, f"unreadable JSON ({type(error).__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(file, "not a JSON object")
+    if name == "summary.json":
+        rows = data.get("per_run")
+        if not isinstance(rows, dict) or not all(isinstance(r, dict) for r in rows.values()):
+            raise InputError(file, "per_run must be an object of rows")
+        for row, metrics in rows.items():
+            bad = [key for key, _ in COLUMNS if not isinstance(metrics.get(key), (int, float, type(None)))
+                   or isinstance(metrics.get(key), bool)]
+            if bad:
+                raise InputError(file, f"per_run.{row[:40]}.{bad[0]} must be a number or null")
+    if name == "config.json" and not isinstance(data.get("detect", {}), dict):
+        raise InputError(file, "detect must be an object")
+    return data
 
 
 def best_row(summary: dict) -> dict:
@@ -69,7 +99,7 @@ def load_rows(spec: str) -> dict[str, dict]:
     folder, _, row = spec.partition("#")
     if not is_run(Path(folder)):
         raise ValueError(f"{folder}: not an evaluation run (no config.json and summary.json)")
-    rows = json.loads((Path(folder) / "summary.json").read_text())["per_run"]
+    rows = read_run_file(Path(folder), "summary.json")["per_run"]
     if row:
         if row not in rows:
             raise ValueError(f"{folder}: no row '{row}' (rows: {', '.join(rows)})")
