@@ -15,7 +15,7 @@ from test_evaluation import write_labeled
 from typer.testing import CliRunner
 
 from agent3d.cli import app
-from agent3d.evaluation.runner import run_lock
+from agent3d.evaluation.store import run_lock
 
 runner = CliRunner()
 COMMAND = [sys.executable, "-m", "agent3d", "evaluate"]

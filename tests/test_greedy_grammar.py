@@ -6,7 +6,7 @@ import pytest
 
 from agent3d.agent import suspect_schema
 from agent3d.llm.greedy_grammar import GreedyGrammarSampler, greedy_grammar_llama
-from agent3d.llm.llama_cpp import default_model_path
+from agent3d.llm.llama_cpp import default_model_path, load_llama
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -19,7 +19,7 @@ MESSAGES = [
 
 
 def _reply(llama_class, schema):
-    llm = llama_class(model_path=str(default_model_path()), n_ctx=2048, seed=0, verbose=False, n_threads=2)
+    llm, _ = load_llama(llama_class, default_model_path(), n_ctx=2048, seed=0, n_threads=2)
     out = llm.create_chat_completion(messages=MESSAGES, response_format={"type": "json_object", "schema": schema},
                                      temperature=0.0, max_tokens=120, seed=0)
     return out["choices"][0]["message"]["content"], llm
@@ -45,7 +45,7 @@ def test_a_schema_the_model_would_not_follow_unaided():
 
 def test_other_sampling_settings_keep_llama_cpp_samplers():
     llama_class = greedy_grammar_llama()
-    llm = llama_class(model_path=str(default_model_path()), n_ctx=256, seed=0, verbose=False, n_threads=2)
+    llm, _ = load_llama(llama_class, default_model_path(), n_ctx=256, seed=0, n_threads=2)
     grammar = llama_cpp.LlamaGrammar.from_json_schema('{"type": "object"}', verbose=False)
     assert isinstance(llm._init_sampler(temp=0.0, grammar=grammar, repeat_penalty=1.0), GreedyGrammarSampler)
     assert not isinstance(llm._init_sampler(temp=0.7, grammar=grammar, repeat_penalty=1.0), GreedyGrammarSampler)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -62,3 +63,7 @@ def test_wheel_contains_the_prompt_templates(tmp_path):
     for prompt in ("baseline", "geom"):
         for part in ("meta.json", "system.j2", "user.j2"):
             assert f"agent3d/prompts/{prompt}/{part}" in names
+    shipped = Path(ROOT) / "agent3d" / "shipped"
+    for file in shipped.rglob("*"):
+        if file.is_file():  # the learned baseline (and a head, when one ships) travel in the wheel
+            assert f"agent3d/shipped/{file.relative_to(shipped).as_posix()}" in names

@@ -38,7 +38,8 @@ def evaluate(
     from agent3d.evaluation.distributed import connect
     from agent3d.evaluation.report import write_report
     from agent3d.evaluation.summary import summarize
-    from agent3d.evaluation.runner import EvalConfig, check_config, done_keys, run_evaluation, run_lock
+    from agent3d.evaluation.runner import EvalConfig, check_config, run_evaluation
+    from agent3d.evaluation.store import done_keys, run_lock
     from agent3d.io import check_output, read_references
     from agent3d.learned import load_learned
     from agent3d.prompts import load_prompt

@@ -8,13 +8,9 @@ what is done; a different configuration in the same folder is refused.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.evaluation.datasets import Dataset, Sample
 from agent3d.evaluation.metrics import gt_regions, region_radius, suspect_recall
-from agent3d.io import InputError, atomic_write, read_references, write_text
+from agent3d.evaluation.store import ARRAYS, _parse, append_record, done_keys, run_lock
+from agent3d.io import InputError, read_references, write_text
 from agent3d.llm.base import BackendError
 from agent3d.scoring import RegistrationError
 
 RESUMABLE = ("no_cache", "timeout", "retry_seconds", "device")
-ARRAYS = "_arrays"  # the point arrays a worker returns with a record; the driver writes them to scores_file
 _PROCESS_CACHE: dict = {}  # per worker process: the loaded model and the memory banks
 _BUILD_LOCK = threading.RLock()  # threads of one process (--concurrency, Dask worker threads) build each once
-_HELD: set[Path] = set()  # output folders whose lock this process holds
 
 
 class ConfigMismatch(ValueError):
@@ -93,50 +88,6 @@ def run_key(sample: Sample, gating: str, prompt: str | None) -> str:
     return f"{sample.class_name}/{sample.name}/{gating}/{prompt or '-'}"
 
 
-class RunLocked(InputError):
-    """Another process is writing into the same output folder."""
-
-
-@contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.lock`` (an exclusive ``flock``) while a run writes into ``out``; the kernel releases it
-    when the process ends, however it ends. Re-entrant within the process that holds it.
-
-    Raises
-    ------
-    RunLocked
-        When another process holds it (the message gives its pid).
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    if out.resolve() in _HELD:  # re-entered by the process that holds it
-        yield
-        return
-    try:  # never follow a symlink (it could point at any file the user can write); a folder is refused too
-        descriptor = os.open(out / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as error:
-        raise InputError(out / ".lock", f"cannot be used as a lock file ({error.strerror})") from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise InputError(out / ".lock", "is not a regular file")
-    with os.fdopen(descriptor, "r+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            raise RunLocked(out, f"another agent3d run (pid {handle.read().strip() or '?'}) is writing here; "
-                                 "wait for it or choose another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        _HELD.add(out.resolve())
-        try:
-            yield
-        finally:
-            _HELD.discard(out.resolve())
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def prepare_output(out: Path, config: EvalConfig) -> set[str]:
     """Create or reopen ``out`` (the caller holds :func:`run_lock`): check ``config.json``, drop a torn
     last line, return the keys done.
@@ -183,52 +134,6 @@ def check_config(out: Path, config: EvalConfig) -> bool:
         raise ConfigMismatch(f"{out}: holds a run with another configuration ({', '.join(changed)} differ); "
                              "use another --out or the same settings")
     return True
-
-
-def done_keys(out: Path) -> set[str]:
-    """Keys of the records ``out/samples.jsonl`` holds (read only; empty when there is none); a finished record
-    whose score file is missing, unreadable or outside ``out/scores`` is not done (the sample is run again)."""
-    path = out / "samples.jsonl"
-    if not path.is_file():
-        return set()
-    return {r["key"] for r in (_parse(line) for line in path.read_text().splitlines())
-            if r is not None and ("failed" in r or scores_usable(out, r))}
-
-
-def scores_usable(out: Path, record: dict) -> bool:
-    """Whether ``record["scores_file"]`` is a regular ``.npz`` inside ``out/scores`` that NumPy reads without
-    pickle (a record naming a file elsewhere is never read)."""
-    name = record.get("scores_file")
-    if not isinstance(name, str):
-        return False
-    file = (out / name).resolve()
-    if (out / "scores").resolve() not in file.parents or not file.is_file():
-        return False
-    try:
-        with np.load(file, allow_pickle=False) as arrays:
-            return {"scores", "labels", "regions"} <= set(arrays.files)
-    except Exception:  # whatever a torn or foreign file makes NumPy raise
-        return False
-
-
-def _parse(line: str) -> dict | None:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) and "key" in record else None
-
-
-def append_record(out: Path, record: dict) -> None:
-    """Write the record's point arrays (if any) to its ``scores_file``, then append one line to
-    ``samples.jsonl`` and make it durable before returning."""
-    arrays = record.pop(ARRAYS, None)
-    if arrays is not None:
-        atomic_write(out / record["scores_file"], lambda tmp: np.savez_compressed(tmp, **arrays))
-    with open(out / "samples.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: EvalConfig,

@@ -43,7 +43,7 @@ def read_records(out: Path, failed: bool = False) -> list[dict]:
     path = Path(out) / "samples.jsonl"
     if not path.is_file():
         return []
-    from agent3d.evaluation.runner import scores_usable
+    from agent3d.evaluation.store import scores_usable
 
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if failed:
