@@ -131,6 +131,9 @@ def test_end_to_end_with_the_embedded_model(tmp_path):
     # a rerun is answered from the cache: the same suspects, no model time
     again = json.loads(run("detect", SAMPLE, "--n-points", "48", "--json").stdout)
     assert again["suspects"] == data["suspects"] and again["llm"]["seconds"] == 0.0
+    # the first screen says plainly that no head ships (the default install asks the model zero-shot)
+    shown = run("detect", SAMPLE, "--n-points", "48")
+    assert "no head adapter ships" in " ".join(shown.stdout.split())
 
 
 @pytest.mark.slow

@@ -142,6 +142,12 @@ def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None
         summary.add_row("llm", f"{result.llm.calls} calls{cached}, {result.llm.tiles} tiles, dropped: {dropped}")
         for failure in result.llm.failures:
             summary.add_row("[red]llm failure[/red]", failure)
+    if result.backend == "llama-cpp" and "+ head" not in (result.model or ""):
+        from agent3d.llm.head import HEAD_RECORD, shipped_head_dir
+
+        if not (shipped_head_dir() / HEAD_RECORD).is_file():
+            summary.add_row("reading", "zero-shot: no head adapter ships with this version (none beat the saliency "
+                                       "rule on held-out surfaces; README, 'Reading the model')")
     console.print(summary)
     if result.suspects:
         table = Table(title=f"top suspects ({min(top, len(result.suspects))} of {len(result.suspects)})")
