@@ -1,3 +1,5 @@
-"""Tuning a language model to read verbalized clouds: examples (what detect shows, the reply it should give),
-train (peft prompt tuning or LoRA), run (``agent3d tune`` end to end). ``adapters/`` holds the adapter shipped
-with the package, if any (``--adapter embedded``)."""
+"""Tuning a language model to point at defects. Generative: examples (what detect shows, the reply it should give),
+train (peft prompt tuning or LoRA), run (``agent3d tune --method lora|prompt``). Reading: lines (every shown line
+labeled, the frozen model's states cached), heads (fit and cross-validate), probes (``agent3d tune --method
+head|features``). ``adapters/`` holds the PEFT adapter shipped with the package, if any; heads and the learned
+baseline ship in ``agent3d/shipped/``."""
