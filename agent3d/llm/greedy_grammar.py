@@ -89,8 +89,9 @@ class GreedyGrammarSampler:
 
     def close(self) -> None:
         """Free the grammar sampler (also done when the object is collected)."""
-        if self._grammar is not None:
-            self._api.llama_sampler_free(self._grammar)
+        free = getattr(self._api, "llama_sampler_free", None)  # None once the interpreter is tearing modules down
+        if self._grammar is not None and free is not None:
+            free(self._grammar)
             self._grammar = None
 
     def __del__(self):
