@@ -14,6 +14,7 @@ loaded, so a template the sandbox refuses fails in one line before any model loa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -147,8 +148,10 @@ def load_prompt(name: str, prompts_dir: str | Path | None = None) -> PromptTempl
     return template
 
 
+@functools.cache
 def sandbox() -> ImmutableSandboxedEnvironment:
-    """The environment every prompt renders in: sandboxed, no globals, no loader, strict undefined variables."""
+    """The environment every prompt renders in: sandboxed, no globals, no loader, strict undefined variables (one per
+    process: a template is rendered once per tile candidate, and the environment holds no per-render state)."""
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
     env.globals.clear()
     return env

@@ -18,6 +18,7 @@ from typing import Literal, Optional, Union, get_args, get_origin
 import typer
 from pydantic import BaseModel, ValidationError
 
+from agent3d.file_checks import check_file
 from agent3d.io import InputError
 from agent3d.llm.base import BackendError
 
@@ -131,8 +132,8 @@ def merge_config_file(ctx: typer.Context, options: dict, models: tuple[type[Base
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib
-    if Path(path).exists() and not Path(path).is_file():
-        raise InputError(path, "not a regular file (a configuration file is read whole)")
+    if Path(path).exists():
+        check_file(path)  # a FIFO or device would block the read
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
@@ -211,8 +212,8 @@ def read_guidance(text: str) -> str:
     """
     if not text.startswith("@"):
         return text.strip()
-    if Path(text[1:]).exists() and not Path(text[1:]).is_file():
-        raise InputError(text[1:], "not a regular file (the guidance file is read whole)")
+    if Path(text[1:]).exists():
+        check_file(text[1:])  # a FIFO or device would block the read
     try:
         return Path(text[1:]).read_text().strip()
     except (OSError, UnicodeDecodeError) as error:

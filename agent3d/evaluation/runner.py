@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.evaluation.datasets import Dataset, Sample
 from agent3d.evaluation.metrics import gt_regions, region_radius, suspect_recall
-from agent3d.evaluation.store import ARRAYS, _parse, append_record, done_keys, run_lock
+from agent3d.evaluation.store import ARRAYS, append_record, done_among, parse_record, run_lock
 from agent3d.io import InputError, read_references, write_text
 from agent3d.llm.base import BackendError
 from agent3d.scoring import RegistrationError
@@ -105,11 +105,11 @@ def prepare_output(out: Path, config: EvalConfig) -> set[str]:
     if not lines.is_file():
         return set()
     text = lines.read_text()
-    records = [r for r in (_parse(line) for line in text.splitlines()) if r is not None]
+    records = [r for r in map(parse_record, text.splitlines()) if r is not None]
     kept = "".join(json.dumps(r) + "\n" for r in records)
     if kept != text:  # a killed writer left a torn line: replace the file whole, never truncate it in place
         write_text(lines, kept)
-    return done_keys(out)
+    return done_among(out, records)
 
 
 def check_config(out: Path, config: EvalConfig) -> bool:

@@ -72,8 +72,12 @@ def done_keys(out: Path) -> set[str]:
     path = out / "samples.jsonl"
     if not path.is_file():
         return set()
-    return {r["key"] for r in (_parse(line) for line in path.read_text().splitlines())
-            if r is not None and ("failed" in r or scores_usable(out, r))}
+    return done_among(out, [r for r in map(parse_record, path.read_text().splitlines()) if r is not None])
+
+
+def done_among(out: Path, records: list[dict]) -> set[str]:
+    """Keys of ``records`` that are done: failed ones, and finished ones whose score file is usable."""
+    return {r["key"] for r in records if "failed" in r or scores_usable(out, r)}
 
 
 def scores_usable(out: Path, record: dict) -> bool:
@@ -92,7 +96,8 @@ def scores_usable(out: Path, record: dict) -> bool:
         return False
 
 
-def _parse(line: str) -> dict | None:
+def parse_record(line: str) -> dict | None:
+    """One line of ``samples.jsonl`` as a record, or None for a torn or foreign line."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError:

@@ -71,8 +71,9 @@ class LineStateReader:
         template = self._llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise InputError(path, "the GGUF file has no chat template")
-        token_text = lambda token: self._llm.detokenize([token], special=True).decode("utf-8", "replace") \
-            if token >= 0 else ""  # noqa: E731
+        def token_text(token: int) -> str:
+            return self._llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
+
         self._format = Jinja2ChatFormatter(template=template, eos_token=token_text(self._llm.token_eos()),
                                            bos_token=token_text(self._llm.token_bos()))
         self.model, self.sha256, self.n_ctx = path.name, file_sha256([path]), n_ctx

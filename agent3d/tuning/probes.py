@@ -27,6 +27,7 @@ from agent3d.learned import FEATURES, MODEL_FILE, RECORD_FILE, N_NEAR
 from agent3d.llm.head import HEAD_RECORD, HEAD_WEIGHTS, forward
 from agent3d.llm.states import LAYER, POOLING, LineStateReader
 from agent3d.prompts import load_prompt
+from agent3d.tuning import package_versions
 from agent3d.tuning.heads import HEAD_CANDIDATES, choose_head, f1_threshold, fit_features, fit_head
 from agent3d.tuning.lines import LineExample, line_examples, read_states, recall_at
 
@@ -153,7 +154,7 @@ def tune_probe(method: str, datasets: list[Path], out: Path, val: list[Path] | N
                        "validation": _figures(held, [estimator.predict_proba(e.features)[:, 1] for e in held],
                                               max_suspects, seed) if held else None})
     record["seconds"] = round(time.monotonic() - start, 1)
-    record["versions"] = _versions()
+    record["versions"] = package_versions("scikit-learn", "llama_cpp_python", "skops")
     with io.staged_folder(out) as staging:
         if method == "head":
             np.savez(staging / HEAD_WEIGHTS, **arrays)
@@ -163,17 +164,3 @@ def tune_probe(method: str, datasets: list[Path], out: Path, val: list[Path] | N
             skops.io.dump(estimator, staging / MODEL_FILE)
         io.write_json(staging / record_name, record)
     return record
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    from agent3d import __version__
-
-    found = {"agent3d": __version__}
-    for name in ("scikit-learn", "llama_cpp_python", "skops"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found

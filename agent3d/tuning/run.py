@@ -24,6 +24,7 @@ from agent3d.llm.transformers import (
     pick_device,
 )
 from agent3d.prompts import load_prompt
+from agent3d.tuning import package_versions
 from agent3d.tuning.examples import TuneExample, cloud_examples
 from agent3d.tuning.train import CHECKPOINT, TuneConfig, checkpoint_config, peft_model, train
 
@@ -160,15 +161,7 @@ def tune(datasets: list[Path], out: Path, config: TuneConfig, model: str | None 
               "steps": curve[-1]["step"], "curve": curve, "seconds": round(time.monotonic() - start, 1),
               "device": str(model_.device), "trainable_parameters": sum(p.numel() for p in model_.parameters()
                                                                          if p.requires_grad),
-              "versions": _versions()}
+              "versions": package_versions("torch", "transformers", "peft")}
     write_json(out / ADAPTER_RECORD, record)
     shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
     return record
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    from agent3d import __version__
-
-    return {"agent3d": __version__, **{name: metadata.version(name) for name in ("torch", "transformers", "peft")}}
