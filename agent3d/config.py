@@ -93,15 +93,15 @@ class BackendConfig(BaseModel):
         """
         from pathlib import Path
 
-        from agent3d.io import InputError
+        from agent3d.file_checks import InputError
         from agent3d.llm.base import BackendError
 
         if self.backend == "openai":
             if not self.model:
                 raise BackendError("--backend openai needs --model")
-            from agent3d.llm import refuse_hosted_adapter
+            from agent3d.llm.adapters import resolve
 
-            refuse_hosted_adapter(self.adapter)
+            resolve("openai", self.adapter)
         elif self.model and not Path(self.model).exists():
             raise InputError(self.model, "no such model file or folder")
 

@@ -249,3 +249,88 @@ def check_numpy_file(path: Path) -> None:
                         check_npy(path, member, info.file_size)
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise InputError(path, f"not a readable NumPy archive ({error})") from None
+
+
+MAX_TIFF_RATIO = 1000  # a compressed TIFF may claim at most this many times its size in pixel bytes
+
+
+def check_tiff(path: Path, tiff) -> None:
+    """Compare every page's claimed pixel bytes with the bytes the file holds, before tifffile allocates them.
+
+    Parameters
+    ----------
+    path : Path
+    tiff : tifffile.TiffFile
+        The open file (only its headers have been read).
+
+    Raises
+    ------
+    InputError
+        An uncompressed page whose strips lie beyond the end of the file or hold fewer bytes than its shape
+        needs, or a compressed page claiming more than ``MAX_TIFF_RATIO`` times the file's size.
+    """
+    import numpy as np
+
+    size = os.path.getsize(path)
+    for page in tiff.pages:
+        if page.dtype is None:
+            raise InputError(path, f"TIFF page of an unsupported sample format ({page.sampleformat})")
+        needed = int(np.prod(page.shape, dtype=object)) * page.dtype.itemsize
+        claims = f"header claims {'x'.join(map(str, page.shape))} {page.dtype} ({needed} bytes)"
+        stored = sum(page.databytecounts)
+        if any(o + c > size for o, c in zip(page.dataoffsets, page.databytecounts)):
+            raise InputError(path, f"truncated TIFF: {claims}, strips reach past the file's {size} bytes")
+        if page.compression == 1 and stored < needed:
+            raise InputError(path, f"truncated TIFF: {claims}, the file holds {stored}")
+        if needed > MAX_TIFF_RATIO * size:
+            raise InputError(path, f"{claims}, more than {MAX_TIFF_RATIO} x the file's {size} bytes")
+
+
+def check_folder(path: str | os.PathLike, label: str | None = None) -> Path:
+    """The path, when it is a writable folder or one could be made there; nothing is created.
+
+    Parameters
+    ----------
+    path : str or Path
+    label : str, optional
+        What the message names instead of the path (an environment variable, a flag).
+
+    Raises
+    ------
+    InputError
+        A file where the folder or one of its parents should be, or no permission.
+    """
+    path = Path(path)
+    existing = next(p for p in [path, *path.parents] if p.exists() or p == p.parent)
+    if existing.exists() and not existing.is_dir():
+        raise InputError(label or path, "exists and is not a folder" if existing == path
+                         else f"cannot be made a folder ({existing} is not a folder)")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(label or path, "is not a writable folder")
+    return path
+
+
+def make_folder(path: str | os.PathLike, label: str | None = None) -> Path:
+    """Create ``path`` and its parents as a writable folder, or refuse in one line.
+
+    Parameters
+    ----------
+    path : str or Path
+    label : str, optional
+        What the message names instead of the path (an environment variable, a flag).
+
+    Raises
+    ------
+    InputError
+        A file where the folder or one of its parents should be, or no permission.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(label or path, "exists and is not a folder") from None
+    except OSError as error:
+        raise InputError(label or path, f"cannot be made a folder ({(error.strerror or 'error').lower()})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(label or path, "is not a writable folder")
+    return path

@@ -6,6 +6,9 @@ the cloud's units. Computations are vectorized over points (batched 3x3 eigen-de
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -14,6 +17,21 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from agent3d.sampling import voxel_downsample
+
+_OPEN3D_RANDOM = threading.Lock()
+
+
+@contextmanager
+def open3d_seeded(seed: int) -> Iterator[None]:
+    """Seed open3d's process-wide random generator and hold it for the block: RANSAC (registration, plane
+    fitting) and mesh sampling draw from that one generator, so two threads running them at once would consume
+    each other's draws and lose repeatability. Runs that need it wait for each other."""
+    import open3d as o3d
+
+    with _OPEN3D_RANDOM:
+        o3d.utility.random.seed(seed)
+        yield
+
 
 FPFH_SCALES = (16, 32, 64)  # neighbours per scale for multi-scale FPFH
 NORMAL_NEIGHBOURS = 16

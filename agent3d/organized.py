@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from agent3d.cloud import PointCloud
-from agent3d.file_checks import InputError, check_file
+from agent3d.file_checks import InputError, check_file, check_tiff
+from agent3d.geometry import open3d_seeded
 
 BORDER_PIXELS = 10
 PLANE_DISTANCE = 0.005  # fraction of the bounding-box diagonal
@@ -41,14 +42,19 @@ def read_organized(path: str | Path, mask_path: str | Path | None = None, remove
     Raises
     ------
     InputError
-        Unreadable TIFF or PNG, a TIFF that is not (height, width, 3), a mask of another size.
+        Unreadable TIFF or PNG, a TIFF header that claims more pixels than the file holds
+        (:func:`agent3d.file_checks.check_tiff`), a TIFF that is not (height, width, 3), a mask of another size.
     """
     import tifffile
 
     path = check_file(path)
     try:
-        image = np.asarray(tifffile.imread(path), dtype=np.float64)
-    except (ValueError, OSError, KeyError, IndexError) as error:
+        with tifffile.TiffFile(path) as tiff:
+            check_tiff(path, tiff)  # no allocation sized by a header the bytes do not back
+            image = np.asarray(tiff.asarray(), dtype=np.float64)
+    except InputError:
+        raise
+    except (ValueError, OSError, KeyError, IndexError, tifffile.TiffFileError) as error:
         raise InputError(path, f"not a readable TIFF ({str(error).splitlines()[0]})") from None
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(path, f"expected an organized point cloud of shape (height, width, 3), got {image.shape}")
@@ -105,8 +111,8 @@ def plane_mask(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return np.zeros(valid.shape, dtype=bool)
     diagonal = float(np.linalg.norm(np.ptp(image[valid], axis=0)))
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(border))
-    o3d.utility.random.seed(0)
-    (a, b, c, d), _ = cloud.segment_plane(distance_threshold=PLANE_DISTANCE * diagonal, ransac_n=3,
-                                          num_iterations=1000)
+    with open3d_seeded(0):
+        (a, b, c, d), _ = cloud.segment_plane(distance_threshold=PLANE_DISTANCE * diagonal, ransac_n=3,
+                                              num_iterations=1000)
     distance = np.abs(image @ np.array([a, b, c]) + d) / np.linalg.norm([a, b, c])
     return valid & (distance < PLANE_DISTANCE * diagonal)

@@ -68,8 +68,8 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         seeds = random_seeds(shown, config.max_suspects, seed=config.seed)
     scored = gate(config.gating, points, seeds, config.budget)
     scorer = scorer or SelfReferenceScorer(seed=config.seed)
-    point_scores = scorer.score(points, scored)
-    registration = scorer.registration_ if len(scored) else None
+    point_scores = scorer.score_samples(points, scored)
+    registration = scorer.register(points) if len(scored) else None  # remembered from scoring: no second run
     mask = np.zeros(len(cloud), dtype=bool)
     mask[scored] = True
     return Detection(
@@ -78,7 +78,7 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         seconds=time.perf_counter() - start,
         backend=backend.name if report else None, model=backend.model if report else None,
         prompt=prompt_name, gating=config.gating, scorer=scorer.name, budget=config.budget,
-        reference=list(scorer.references), seeds=[int(i) for i in seeds],
+        reference=list(scorer.sources_), seeds=[int(i) for i in seeds],
         registration=registration.to_json() if registration else None, llm=report)
 
 

@@ -26,10 +26,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from agent3d.geometry import local_geometry, median_spacing
+from agent3d.geometry import local_geometry, median_spacing, open3d_seeded
 from agent3d.cloud import MIN_POINTS
-from agent3d.file_checks import check_file
-from agent3d.io import CLOUD_EXTENSIONS, InputError, check_output, read_cloud, staged_folder, write_json
+from agent3d.file_checks import InputError, check_file
+from agent3d.io import CLOUD_EXTENSIONS, read_cloud
+from agent3d.outputs import check_output, staged_folder, write_json
 
 DEFECTS = ("bulge", "dent", "crack", "scratch", "hole", "contamination")
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off")
@@ -76,7 +77,7 @@ def load_surface(source: str | Path, n_points: int, seed: int = 0) -> tuple[np.n
     Raises
     ------
     InputError
-        Unreadable source.
+        Unreadable source, or a mesh with faces outside its vertices (:func:`check_mesh`).
     """
     import open3d as o3d
 
@@ -85,8 +86,9 @@ def load_surface(source: str | Path, n_points: int, seed: int = 0) -> tuple[np.n
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
         mesh = o3d.io.read_triangle_mesh(str(source))
         if len(mesh.triangles):
-            o3d.utility.random.seed(seed)
-            sampled = mesh.sample_points_uniformly(number_of_points=n_points)
+            check_mesh(source, np.asarray(mesh.vertices), np.asarray(mesh.triangles))
+            with open3d_seeded(seed):
+                sampled = mesh.sample_points_uniformly(number_of_points=n_points)
             points = np.asarray(sampled.points)
             return points, local_geometry(points, np.arange(len(points))).normals
         if source.suffix.lower() not in CLOUD_EXTENSIONS:
@@ -95,6 +97,31 @@ def load_surface(source: str | Path, n_points: int, seed: int = 0) -> tuple[np.n
     if len(points) > n_points:
         points = points[np.sort(np.random.default_rng(seed).choice(len(points), n_points, replace=False))]
     return points, local_geometry(points, np.arange(len(points))).normals
+
+
+def check_mesh(source: Path, vertices: np.ndarray, triangles: np.ndarray) -> None:
+    """Refuse a mesh whose faces name vertices it does not have (open3d reads negative or too large OFF/OBJ
+    indices as they are, and sampling them reads memory outside the vertex array) or whose vertices are not
+    finite.
+
+    Parameters
+    ----------
+    source : Path
+    vertices : ndarray of shape (n_vertices, 3), float64
+    triangles : ndarray of shape (n_triangles, 3), int32
+
+    Raises
+    ------
+    InputError
+    """
+    bad = (triangles < 0) | (triangles >= len(vertices))
+    if bad.any():
+        face = int(np.argmax(bad.any(axis=1)))
+        raise InputError(source, f"face {face} names vertex {int(triangles[bad][0])}; the mesh has "
+                                 f"{len(vertices)} vertices (0 to {len(vertices) - 1})")
+    if not np.isfinite(vertices).all():
+        raise InputError(source, f"{int((~np.isfinite(vertices).all(axis=1)).sum())} vertices have NaN or "
+                                 "infinite coordinates")
 
 
 def bump(points, normals, centre, radius, height) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent3d.io import atomic_write
+from agent3d.outputs import atomic_write
 
 VIEWS = ((25, -60), (25, 120), (85, -90), (0, 0))  # (elevation, azimuth) in degrees
 VIEW_NAMES = ("front left", "back right", "top", "side")

@@ -48,7 +48,7 @@ def run_one(n_points: int, scorer_name: str, gating: str) -> dict:
     seeds = np.empty(0, dtype=np.int64) if gating == "all" else random_seeds(sample(points, 256), 8)
     gated = gate(gating, points, seeds, 0.1)
     start = time.perf_counter()
-    scorer.score(points, gated)
+    scorer.score_samples(points, gated)
     figures["scoring_s"] = time.perf_counter() - start
     figures["n_scored"] = len(gated)
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

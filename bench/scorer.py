@@ -11,7 +11,7 @@ Stages:
 - bank: ``MemoryBankScorer.fit`` on the reference (group features + greedy coreset);
 - features: group features of the gated points alone, on the working cloud (part of scoring, shown
   to split the cost);
-- scoring: ``scorer.score(points, gated)`` end to end (features, nearest neighbours, interpolation).
+- scoring: ``scorer.score_samples(points, gated)`` end to end (features, nearest neighbours, interpolation).
 
 Gatings: ``all`` scores every point; ``saliency`` and ``random`` grow 8 seeds to the budget (0.1).
 ``llm`` gating scores exactly like them (8 seeds, same budget, same growth); its model time is in
@@ -81,7 +81,7 @@ def run_one(mesh: Path, n_points: int, scorer_name: str, gating: str) -> dict:
     group_features(points[work], local)
     figures["features_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    scorer.score(points, gated)
+    scorer.score_samples(points, gated)
     figures["scoring_s"] = time.perf_counter() - start
     figures["points_per_s"] = len(gated) / figures["scoring_s"]
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -24,13 +24,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, request):
+    threads = str(getattr(request, "param", 1))  # threads per worker
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     logs = open(tmp_path / "dask.log", "w")
     scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                   "--no-dashboard"], stdout=logs, stderr=logs)
-    workers = [subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+    workers = [subprocess.Popen([DASK, "worker", address, "--nthreads", threads, "--no-nanny", "--no-dashboard",
                                  "--host", "127.0.0.1", "--name", f"w{k}"], stdout=logs, stderr=logs)
                for k in range(2)]
     from distributed import Client
@@ -60,6 +61,24 @@ def test_a_dask_run_equals_a_local_run_and_survives_a_killed_worker(cluster, tmp
     assert len(keys) == len(set(keys)) == 20
     assert strip(json.loads((tmp_path / "dask" / "summary.json").read_text())) == strip(
         json.loads((tmp_path / "local" / "summary.json").read_text()))
+
+
+@pytest.mark.parametrize("cluster", [2], indirect=True)
+def test_threads_sharing_one_registration_scorer_agree_with_a_serial_run(cluster, tmp_path):
+    import numpy as np
+
+    root = write_labeled(tmp_path / "d", n_samples=6)
+    args = [str(root), "--gating", "saliency", "--gating", "all", "--scorer", "registration", "--bootstrap", "0"]
+    for name, extra in [("serial", []), ("threads", ["--concurrency", "4"]), ("dask", ["--scheduler", cluster[0]])]:
+        result = CliRunner().invoke(app, ["evaluate", *args, "--out", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+    serial = sorted((tmp_path / "serial" / "scores").iterdir())
+    assert len(serial) == 12
+    for file in serial:
+        expected = np.load(file)["scores"]
+        for name in ("threads", "dask"):
+            np.testing.assert_allclose(np.load(tmp_path / name / "scores" / file.name)["scores"], expected, rtol=0,
+                                       atol=1e-6 * np.percentile(expected, 99), err_msg=f"{name}: {file.name}")
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path):

@@ -9,7 +9,8 @@ import open3d as o3d
 import pytest
 from conftest import SAMPLE, wavy_surface
 
-from agent3d.io import InputError, read_cloud, read_gt, write_json, write_ply
+from agent3d.io import InputError, read_cloud, read_gt
+from agent3d.outputs import write_json, write_ply
 
 POINTS = wavy_surface(200)
 LABELS = (POINTS[:, 0] > 0.8).astype(np.uint8)

@@ -66,16 +66,16 @@ def test_registration_scorer_sees_a_shallow_dent_the_memory_bank_misses(referenc
     points, labels = dented
     everything = np.arange(len(points))
     scorer = RegistrationScorer().fit(references, ["a", "b"])
-    registration_auroc = roc_auc_score(labels, scorer.score(points, everything))
-    memory_bank_auroc = roc_auc_score(labels, MemoryBankScorer().fit(references).score(points, everything))
+    registration_auroc = roc_auc_score(labels, scorer.score_samples(points, everything))
+    memory_bank_auroc = roc_auc_score(labels, MemoryBankScorer().fit(references).score_samples(points, everything))
     assert registration_auroc > 0.9 and registration_auroc > memory_bank_auroc
-    assert scorer.registration_.fitness > 0.9 and scorer.references == ["a", "b"]
+    assert scorer.register(points).fitness > 0.9 and scorer.sources_ == ["a", "b"]
 
 
 def test_registration_scorer_scores_only_the_gated_points(references, dented):
     points, _ = dented
     gated = np.arange(0, len(points), 10)
-    assert RegistrationScorer().fit(references).score(points, gated).shape == (len(gated),)
+    assert RegistrationScorer().fit(references).score_samples(points, gated).shape == (len(gated),)
 
 
 def test_fusion_uses_no_labels(references, dented):
@@ -98,17 +98,17 @@ def test_held_out_normalisation_comes_from_reference_points_only(references):
             seen.append(("fit", [len(c) for c in clouds]))
             return super().fit(clouds, sources)
 
-        def score(self, points, indices):
+        def score_samples(self, points, indices):
             seen.append(("score", len(points)))
-            return super().score(points, indices)
+            return super().score_samples(points, indices)
 
-    scores = held_out_scores(Spy, references, n_probe=500)
+    scores = held_out_scores(Spy(), references, n_probe=500)
     assert scores.shape == (1000,) and np.percentile(scores, 99) > 0
     # each reference is scored by a scorer fitted on the other one only: leave one out, no test cloud anywhere
     assert seen == [("fit", [len(references[1])]), ("score", len(references[0])),
                     ("fit", [len(references[0])]), ("score", len(references[1]))]
     seen.clear()
-    single = held_out_scores(Spy, references[:1], n_probe=300)
+    single = held_out_scores(Spy(), references[:1], n_probe=300)
     half = len(references[0]) // 2
     assert single.shape == (300,) and seen == [("fit", [half]), ("score", len(references[0]) - half)]
 
@@ -121,10 +121,10 @@ def test_registration_runs_once_per_cloud_whatever_the_gating(references, dented
     monkeypatch.setattr(module, "register_best", lambda *a, **k: calls.append(1) or original(*a, **k))
     scorer = RegistrationScorer().fit(references)
     points = dented[0]
-    scorer.score(points, np.arange(100))
-    scorer.score(points, np.arange(200, 400))
+    scorer.score_samples(points, np.arange(100))
+    scorer.score_samples(points, np.arange(200, 400))
     assert len(calls) == 1
-    scorer.score(points + 0.01, np.arange(100))
+    scorer.score_samples(points + 0.01, np.arange(100))
     assert len(calls) == 2
 
 
@@ -150,3 +150,21 @@ def test_detect_reports_the_registration(tmp_path, references, dented):
     assert data["scorer"] == "registration" and np.asarray(data["registration"]["transform"]).shape == (4, 4)
     other = CliRunner().invoke(app, ["detect", str(tmp_path / "test.txt"), "--scorer", "fused", "--gating", "all"])
     assert other.exit_code == 2 and "needs --reference" in other.stderr
+
+
+def test_one_fitted_scorer_shared_by_8_threads_gives_the_sequential_scores(references):
+    from concurrent.futures import ThreadPoolExecutor
+
+    clouds = [Rotation.from_euler("xyz", [20 * i, 50 - 10 * i, 15 * i], degrees=True).apply(
+        plant_dent(lumpy_sphere(6000, seed=10 + i), depth_fraction=0.01, radius_fraction=0.1, centre=7 * i)[0])
+        for i in range(5)]
+    gated = np.arange(0, 6000, 3)
+    for scorer in (RegistrationScorer().fit(references), FusedScorer().fit(references)):
+        sequential = [type(scorer)(**scorer.get_params()).fit(references).score_samples(c, gated) for c in clouds]
+        jobs = [clouds[i % 5] for i in range(30)]
+        with ThreadPoolExecutor(8) as pool:
+            shared = list(pool.map(lambda cloud: scorer.score_samples(cloud, gated), jobs))
+        for i, scores in enumerate(shared):
+            expected = sequential[i % 5]
+            np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6 * np.percentile(expected, 99))
+        assert all(scorer.register(c).fitness > 0.9 for c in clouds)

@@ -27,22 +27,22 @@ def bank():
 
 def test_memory_bank_ranks_a_planted_bump_above_the_rest(bumped, bank):
     points, labels = bumped
-    scores = bank.score(points, ALL)
+    scores = bank.score_samples(points, ALL)
     assert scores.shape == (6000,) and roc_auc_score(labels, scores) > 0.9
-    assert bank.references == ["clean.xyz"] and len(bank.bank_) == int(np.ceil(0.1 * bank.n_features_))
+    assert bank.sources_ == ["clean.xyz"] and len(bank.bank_) == int(np.ceil(0.1 * bank.n_features_))
 
 
 def test_memory_bank_needs_no_registration(bumped):
     points, labels = bumped
     pose = Rotation.from_euler("xyz", [30, 50, 10], degrees=True).as_matrix()
     moved = MemoryBankScorer().fit([wavy_surface(6000, seed=1) @ pose.T + 5.0])
-    assert roc_auc_score(labels, moved.score(points, ALL)) > 0.9
+    assert roc_auc_score(labels, moved.score_samples(points, ALL)) > 0.9
 
 
 def test_memory_bank_scores_a_clean_part_lower_than_a_defect(bumped, bank):
     points, labels = bumped
-    clean = bank.score(wavy_surface(6000, seed=3), ALL)
-    assert bank.score(points, ALL)[labels == 1].max() > 1.5 * clean.max()
+    clean = bank.score_samples(wavy_surface(6000, seed=3), ALL)
+    assert bank.score_samples(points, ALL)[labels == 1].max() > 1.5 * clean.max()
 
 
 def test_memory_bank_needs_a_reference():
@@ -52,24 +52,24 @@ def test_memory_bank_needs_a_reference():
 
 def test_self_reference_ranks_a_planted_bump_above_the_rest(bumped):
     points, labels = bumped
-    assert roc_auc_score(labels, SelfReferenceScorer().score(points, ALL)) > 0.9
+    assert roc_auc_score(labels, SelfReferenceScorer().score_samples(points, ALL)) > 0.9
 
 
 def test_self_reference_subset_equals_those_rows_of_a_full_run_before_smoothing(bumped):
     points, _ = bumped
     scorer = SelfReferenceScorer(smoothing=1)
     subset = np.arange(0, 6000, 7)
-    np.testing.assert_allclose(scorer.score(points, subset), scorer.score(points, ALL)[subset], rtol=1e-5)
+    np.testing.assert_allclose(scorer.score_samples(points, subset), scorer.score_samples(points, ALL)[subset], rtol=1e-5)
 
 
 @pytest.mark.parametrize("make", [lambda: SelfReferenceScorer(seed=1),
                                   lambda: MemoryBankScorer(seed=1).fit([wavy_surface(3000, seed=1)])])
 def test_scorers_repeat_for_a_seed_and_handle_tiny_and_empty_inputs(bumped, make):
     points, _ = bumped
-    np.testing.assert_array_equal(make().score(points, ALL), make().score(points, ALL))
+    np.testing.assert_array_equal(make().score_samples(points, ALL), make().score_samples(points, ALL))
     tiny = wavy_surface(20)
-    assert np.all(np.isfinite(make().score(tiny, np.arange(20))))
-    assert make().score(points, np.empty(0, dtype=np.int64)).shape == (0,)
+    assert np.all(np.isfinite(make().score_samples(tiny, np.arange(20))))
+    assert make().score_samples(points, np.empty(0, dtype=np.int64)).shape == (0,)
 
 
 @pytest.mark.parametrize("make", [lambda: SelfReferenceScorer(max_points=2500),
@@ -77,7 +77,7 @@ def test_scorers_repeat_for_a_seed_and_handle_tiny_and_empty_inputs(bumped, make
 def test_large_clouds_are_scored_on_a_working_subsample_and_interpolated(bumped, make):
     points, labels = bumped
     gated = np.arange(0, 6000, 3)
-    scores = make().score(points, gated)
+    scores = make().score_samples(points, gated)
     assert scores.shape == (2000,) and np.all(np.isfinite(scores))
     assert roc_auc_score(labels[gated], scores) > 0.9
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,8 +19,7 @@ from typing import Literal, Optional, Union, get_args, get_origin
 import typer
 from pydantic import BaseModel, ValidationError
 
-from agent3d.file_checks import check_file
-from agent3d.io import InputError
+from agent3d.file_checks import InputError, check_file
 from agent3d.llm.base import BackendError
 
 _CHOICES: dict[tuple[str, ...], type[Enum]] = {}
@@ -179,11 +179,18 @@ def config_from(model: type[BaseModel], options: dict, **overrides):
     return model(**{**values, **overrides})
 
 
+MAX_MESSAGE_CHARS = 400  # a field echoed from a hostile file never floods the terminal
+
+
 def fail(message: str, code: int) -> None:
-    """Print one line to stderr and exit with ``code``."""
+    """Print one line (secrets redacted, line breaks joined, cut to ``MAX_MESSAGE_CHARS``) to stderr and exit
+    with ``code``."""
     from agent3d.llm.base import redact
 
-    typer.echo(f"agent3d: {redact(message)}", err=True)
+    line = " ".join(redact(message).split())
+    if len(line) > MAX_MESSAGE_CHARS:
+        line = f"{line[:MAX_MESSAGE_CHARS]}... ({len(line) - MAX_MESSAGE_CHARS} more characters cut)"
+    typer.echo(f"agent3d: {line}", err=True)
     raise typer.Exit(code)
 
 
@@ -200,6 +207,14 @@ def exit_codes() -> Iterator[None]:
         fail(str(error), 2)
     except BackendError as error:
         fail(f"backend failure: {error}", 3)
+
+
+def silence_progress_bars() -> None:
+    """``--quiet``: no library draws a progress bar on stderr (transformers converts a GGUF under a ``tqdm``
+    bar; tqdm reads ``TQDM_DISABLE`` when it is imported, which happens when the model loads)."""
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 
 
 def read_guidance(text: str) -> str:

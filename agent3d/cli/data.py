@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 
 from agent3d.cli.common import exit_codes
-from agent3d.io import check_output, read_cloud
+from agent3d.io import read_cloud
+from agent3d.outputs import check_output
 
 
 def synth(

@@ -11,26 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance
+from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance, silence_progress_bars
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
-from agent3d.io import check_output, read_cloud, read_gt, read_references, write_json, write_ply
-
-
-def make_scorer(references: list[Path], name: str, seed: int):
-    """The named scorer fitted on the reference clouds (``auto``: fused with references, else self-reference).
-
-    Raises
-    ------
-    InputError
-        An unreadable reference.
-    ValueError
-        A reference-based scorer without references, or references that cannot be registered.
-    """
-    from agent3d.scoring import build_scorer
-
-    clouds = read_references(references)
-    return build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
+from agent3d.io import read_cloud, read_gt
+from agent3d.outputs import check_output, write_json, write_ply
 
 
 def load_input(file: Path, gt: Path | None) -> PointCloud:
@@ -50,15 +35,17 @@ def detect(
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     log_dir: Optional[Path] = typer.Option(None, help="Append every request and reply to DIR/llm_log.jsonl."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live status line while the model works (it shows "
-                                                            "only on a terminal)."),
+                                                            "only on a terminal), no library progress bars."),
     **options,
 ) -> None:
     """Find suspects with the language model and score them with the classical detector."""
-    from agent3d.pipeline import detect as run_detect
-    from agent3d.prompts import load_prompt
+    from agent3d.api import check_detect, fitted_scorer
+    from agent3d.api import detect as run_detect
     from agent3d.llm.status import live_status
     from agent3d.verdict import verdict
 
+    if quiet:
+        silence_progress_bars()
     with exit_codes():
         config = config_from(DetectConfig, options, guidance=read_guidance(options["guidance"]))
         backend_config = config_from(BackendConfig, options)
@@ -66,17 +53,11 @@ def detect(
             check_output(out, folder=True)
             for name in ("detection.json", "scores.ply"):  # both are written, or neither
                 check_output(out / name, folder=False)
-        if config.gating == "llm":
-            load_prompt(config.prompt, config.prompts_dir)  # a bad --prompt is refused before the model loads
-        if config.gating == "learned":
-            from agent3d.learned import load_learned
-
-            load_learned(config.learned)  # an unreadable or tampered model file is refused before any work
+        check_detect(config, backend_config)  # a bad prompt, adapter or learned model: refused before any work
         cloud = load_input(file, gt)
-        fitted = make_scorer(reference, config.scorer, config.seed)
-        llm = backend_config.build(log_dir) if config.gating == "llm" else None
+        fitted = fitted_scorer(reference, config.scorer, config.seed)
         with live_status(not quiet):
-            result = run_detect(cloud, config, llm, fitted)
+            result = run_detect(cloud, config, backend=backend_config, log_dir=log_dir, scorer=fitted)
         table = verdict(cloud, result, config, fitted) if cloud.labels is not None and cloud.labels.any() else None
     if out is not None:
         written = write_outputs(out, cloud, result)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -33,81 +33,16 @@ def evaluate(
     **options,
 ) -> None:
     """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
-    from agent3d import __version__
-    from agent3d.evaluation.datasets import load_dataset
-    from agent3d.evaluation.distributed import connect
-    from agent3d.evaluation.report import write_report
-    from agent3d.evaluation.summary import summarize
-    from agent3d.evaluation.runner import EvalConfig, check_config, run_evaluation
-    from agent3d.evaluation.store import done_keys, run_lock
-    from agent3d.io import check_output, read_references
-    from agent3d.learned import load_learned
-    from agent3d.prompts import load_prompt
+    from agent3d.api import evaluate as run_evaluate
 
     with exit_codes():
         gatings = list(dict.fromkeys(options["gating"]))
-        prompts = list(dict.fromkeys(options["prompt"])) if "llm" in gatings else []
-        detect_config = config_from(DetectConfig, options, gating=gatings[0], prompt=(prompts or ["geom"])[0],
+        detect_config = config_from(DetectConfig, options, gating=gatings[0], prompt=(options["prompt"] or ["geom"])[0],
                                     guidance=read_guidance(options["guidance"]))
-        backend_config = config_from(BackendConfig, options)
-        hashes = {name: load_prompt(name, detect_config.prompts_dir).digest for name in prompts}
-        adapter, adapter_hash = None, None
-        if "llm" in gatings:
-            backend_config.check()  # a missing --model, an adapter a hosted model cannot use: refused before work
-            adapter, adapter_hash = _adapter(backend_config, hashes, detect_config)
-        if "learned" in gatings:
-            load_learned(detect_config.learned)  # an unreadable learned baseline is refused before anything is written
-        data = load_dataset(dataset)
-        read_references(reference, not keep_plane)  # a bad --reference is refused before anything is written
-        check_output(out, folder=True, keep="config.json")
-        config = EvalConfig(dataset=str(dataset), layout=data.layout, gatings=gatings, prompts=prompts,
-                            prompt_hashes=hashes, references=[str(r) for r in reference], detect=detect_config,
-                            backend=backend_config, adapter_hash=adapter_hash,
-                            remove_plane=not keep_plane,
-                            version=__version__)
-        check_config(out, config)
-        client = connect(scheduler) if scheduler else None
-        with run_lock(out), client or nullcontext():
-            total, done = len(data.samples) * len(config.runs()), len(done_keys(out))
-            with evaluation_progress(total, done, out) as on_record:
-                run_evaluation(data, config, out, workers, on_record, concurrency, client)
-            llm = "llm" in gatings
-            summary = summarize(out, config.runs(), {
-                "dataset": str(dataset), "layout": data.layout, "backend": backend_config.backend if llm else None,
-                "model": (backend_config.model or "embedded SmolLM2-135M-Instruct") if llm else None,
-                "adapter": f"{adapter}@{config.adapter_hash}" if llm and adapter else None,
-                "budget": detect_config.budget, "version": __version__, "bootstrap": bootstrap},
-                n_resamples=bootstrap, seed=detect_config.seed)
-            samples = {(s.class_name, s.name): s for s in data.samples}
-            write_report(out, summary, lambda name, sample: samples[(name, sample)].load(not keep_plane).points)
+        summary = run_evaluate(dataset, out, gatings, options["prompt"], detect_config,
+                               config_from(BackendConfig, options), reference, workers, concurrency, scheduler,
+                               not keep_plane, bootstrap, progress=lambda total, done: evaluation_progress(total, done, out))
     print_summary(summary, out)
-
-
-def _adapter(backend_config: BackendConfig, hashes: dict[str, str], detect_config: DetectConfig
-             ) -> tuple[str | None, str | None]:
-    """The adapter an ``llm`` run applies (its name and content hash), checked against every prompt and the
-    guidance before anything is written: a head adapter (llama-cpp; the shipped one by default with the embedded
-    model) or a PEFT adapter (transformers).
-
-    Raises
-    ------
-    InputError
-        An adapter that does not exist, does not fit the backend, or was trained on another prompt or guidance.
-    """
-    if backend_config.backend == "llama-cpp":
-        from agent3d.llm.head import resolve_head
-
-        head = resolve_head(backend_config.adapter, backend_config.model)
-        if head is None:
-            return None, None
-        for name, digest in hashes.items():
-            head.check(name, digest, detect_config.guidance)
-        return str(backend_config.adapter or "embedded"), head.digest
-    if backend_config.backend == "transformers" and backend_config.adapter not in (None, "none"):
-        from agent3d.llm.transformers import adapter_digest, resolve_adapter
-
-        return backend_config.adapter, adapter_digest(resolve_adapter(backend_config.adapter))
-    return None, None
 
 
 def evaluation_progress(total: int, done: int, out: Path):
@@ -141,7 +76,12 @@ def evaluation_progress(total: int, done: int, out: Path):
                         running.append(f"{run} {roc_auc_score(pooled, np.concatenate(ss)):.3f}")
                 progress.update(task, advance=1, auroc="P-AUROC " + ", ".join(running))
 
-            yield on_record
+            try:
+                yield on_record
+            except BaseException:
+                if not progress.tasks[0].completed - done:  # nothing ran: the error line is all the user sees
+                    progress.live.transient = True
+                raise
 
     return bar()
 

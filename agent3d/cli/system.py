@@ -100,7 +100,7 @@ def doctor_checks(base_url: str | None = None) -> list[dict]:
         ``{"check", "ok", "detail", "required"}`` per check; a failing check reports its error, never raises.
     """
     from agent3d.llm.base import redact_url
-    from agent3d.llm.cache import default_cache_dir
+    from agent3d.llm.cache import cache_dir
 
     checks = []
 
@@ -115,7 +115,7 @@ def doctor_checks(base_url: str | None = None) -> list[dict]:
     check("open3d and its system library (libusb-1.0-0)", True, lambda: __import__("open3d").__version__)
     for name, (module, extra) in OPTIONAL.items():
         check(f"{name} (extra {extra})", False, lambda name=name: _package(name))
-    check("cache folder writable", True, lambda: _writable(default_cache_dir()))
+    check("cache folder writable", True, lambda: _writable(cache_dir()))
     if base_url:
         check(f"server {redact_url(base_url)} reachable", True, lambda: _reachable(base_url))
     return checks

@@ -1,5 +1,6 @@
-"""``agent3d tune``: learnable tokens (prompt tuning) or a LoRA adapter, trained on labeled clouds; or a head that
-reads the frozen model's per-line states (``head``), or the learned no-LLM baseline (``features``)."""
+"""``agent3d tune``: learnable tokens (prompt tuning) or a LoRA adapter, trained on labeled clouds to generate the
+reply; a head that reads the frozen model's per-line states (``head``); virtual tokens or LoRA trained through the
+model with that head (``prompt-head``, ``lora-head``); or the learned no-LLM baseline (``features``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from rich.console import Console
 from agent3d.cli.common import choices, exit_codes, read_guidance
 from agent3d.config import DEVICES
 
-Method = choices(("lora", "prompt", "head", "features"))
+Method = choices(("lora", "prompt", "head", "prompt-head", "lora-head", "features"))
+LINES = ("head", "prompt-head", "lora-head", "features")  # methods trained on every shown line's label
 Device = choices(DEVICES)
 
 
@@ -23,11 +25,13 @@ def tune(
                                        "features.skops + features.json)."),
     method: Method = typer.Option(Method("lora"), help="lora (low-rank adapter), prompt (learnable virtual tokens), "
                                                        "head (a probe on the frozen model's per-line states, no "
-                                                       "torch) or features (the learned no-LLM baseline)."),
-    val: list[Path] = typer.Option([], help="head / features: held-out labeled datasets, only scored (repeatable; a "
-                                            "quoted pattern such as 'data/surface_1?.txt' is expanded)."),
-    max_suspects: int = typer.Option(8, min=1, help="head / features: suspects per prompt, the k of the recall "
-                                                    "that chooses the head."),
+                                                       "torch), prompt-head / lora-head (virtual tokens or LoRA "
+                                                       "trained through the model with that head) or features (the "
+                                                       "learned no-LLM baseline)."),
+    val: list[Path] = typer.Option([], help="head methods / features: held-out labeled datasets, only scored "
+                                            "(repeatable; a quoted pattern such as 'data/surface_1?.txt' is expanded)."),
+    max_suspects: int = typer.Option(8, min=1, help="head methods / features: suspects per prompt, the k of the "
+                                                    "recall that chooses the head."),
     model: Optional[str] = typer.Option(None, help="GGUF file or Hugging Face folder (default: embedded SmolLM2-135M)."),
     prompt: str = typer.Option("geom", help="Prompt template the adapter is tuned for."),
     prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates."),
@@ -52,12 +56,15 @@ def tune(
     from agent3d.tuning.run import tune as run_tune
     from agent3d.tuning.train import TuneConfig
 
-    if method.value in ("head", "features"):
-        return _tune_probe(method.value, dataset, out, val, model, prompt, prompts_dir, n_points, samplings, guidance,
-                           max_suspects, seed)
     with exit_codes():
-        config = TuneConfig(method=method.value, steps=steps, minutes=minutes, lr=lr, n_virtual_tokens=virtual_tokens,
-                            lora_r=lora_r, lora_layers=lora_layers, empty_fraction=empty_fraction, eval_every=eval_every, n_val=n_val, seed=seed)
+        config = TuneConfig(method=method.value if method.value not in ("head", "features") else "lora", steps=steps,
+                            minutes=minutes, lr=lr, n_virtual_tokens=virtual_tokens, lora_r=lora_r,
+                            lora_layers=lora_layers, empty_fraction=empty_fraction, eval_every=eval_every, n_val=n_val,
+                            seed=seed)
+    if method.value in LINES:
+        return _tune_probe(method.value, dataset, out, val, model, prompt, prompts_dir, n_points, samplings, guidance,
+                           max_suspects, seed, config, device.value, resume or minutes is not None)
+    with exit_codes():
         if n_points < 1 or samplings < 1:
             raise ValueError("--n-points and --samplings must be >= 1")
         with TuneProgress(None if minutes else steps) as progress:
@@ -71,18 +78,22 @@ def tune(
 
 
 def _tune_probe(method: str, dataset: list[Path], out: Path, val: list[Path], model, prompt: str, prompts_dir,
-                n_points: int, samplings: int, guidance: str, max_suspects: int, seed: int) -> None:
-    """``--method head|features``: no torch; progress on stderr, the validation figures at the end."""
+                n_points: int, samplings: int, guidance: str, max_suspects: int, seed: int, config, device: str,
+                timed_or_resumed: bool) -> None:
+    """``--method head|features|prompt-head|lora-head``: progress on stderr, the validation figures at the end."""
     from agent3d.tuning.probes import tune_probe
 
     console = Console(stderr=True)
     with exit_codes():
         if n_points < 1 or samplings < 1:
             raise ValueError("--n-points and --samplings must be >= 1")
+        if timed_or_resumed:
+            raise ValueError(f"--method {method} trains for --steps and keeps no checkpoint: --minutes and --resume "
+                             "apply to lora and prompt")
         with console.status("tuning") as status:
             record = tune_probe(method, dataset, out, val, model, prompt, str(prompts_dir) if prompts_dir else None,
                                 n_points, samplings, read_guidance(guidance), max_suspects, seed=seed,
-                                on_progress=lambda text: status.update(text))
+                                on_progress=lambda text: status.update(text), config=config, device=device)
     chosen = f", {record['head']} (cross-validated recall@{max_suspects} {record['cross_validation']['recall'][record['head']]:.3f})" \
         if method == "head" else ""
     Console().print(f"wrote {out} ({method}{chosen}, {record['seconds']:.0f} s)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from agent3d.io import InputError
+from agent3d.file_checks import InputError
 
 CONNECT_SECONDS = 10
 
@@ -30,10 +30,43 @@ def connect(scheduler: str):
         from distributed import Client
     except ImportError:
         raise InputError(scheduler, "--scheduler needs dask.distributed (pip install 'agent3d[distributed]')") from None
+    check_scheduler(scheduler)
     try:
         return Client(scheduler, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
         raise InputError(scheduler, f"cannot reach the Dask scheduler ({type(error).__name__}: {error})") from None
+
+
+def check_scheduler(address: str) -> None:
+    """Ask the server at ``address`` who it is (the ``identity`` operation of Dask's comm protocol) before a
+    ``Client`` connects: a ``Client`` pointed at another kind of server misreads its bytes as a frame length
+    (a MemoryError for exabytes), then times out closing itself with a traceback.
+
+    Raises
+    ------
+    InputError
+        Nothing answers within ``CONNECT_SECONDS``, or what answers is not a Dask scheduler.
+    """
+    import asyncio
+
+    from distributed.comm import connect as open_comm
+
+    async def identity():
+        comm = await open_comm(address, timeout=CONNECT_SECONDS)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await asyncio.wait_for(comm.read(), CONNECT_SECONDS)
+        finally:
+            comm.abort()
+
+    try:
+        reply = asyncio.run(identity())
+    except (OSError, TimeoutError, ValueError) as error:
+        raise InputError(address, f"cannot reach the Dask scheduler ({type(error).__name__}: {error})") from None
+    except Exception as error:  # whatever the protocol makes of another server's bytes
+        raise InputError(address, f"is not a Dask scheduler ({type(error).__name__})") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise InputError(address, "is not a Dask scheduler (it does not answer the identity request as one)")
 
 
 def dask_results(client, tasks: list[tuple[Callable, tuple]]) -> Iterator:

@@ -15,7 +15,7 @@ import numpy as np
 from agent3d.evaluation.metrics import auroc
 from agent3d.evaluation.summary import (COLUMNS, INTERVAL_COLUMNS, comparison_lines, interval_rows, read_records,
                                         run_name, table_rows)
-from agent3d.io import atomic_write, write_json, write_text
+from agent3d.outputs import atomic_write, write_json, write_text
 
 
 def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.ndarray] | None = None) -> None:

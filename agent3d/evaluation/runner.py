@@ -20,7 +20,9 @@ from agent3d.config import BackendConfig, DetectConfig
 from agent3d.evaluation.datasets import Dataset, Sample
 from agent3d.evaluation.metrics import gt_regions, region_radius, suspect_recall
 from agent3d.evaluation.store import ARRAYS, append_record, done_among, parse_record, run_lock
-from agent3d.io import InputError, read_references, write_text
+from agent3d.file_checks import InputError, make_folder
+from agent3d.io import read_references
+from agent3d.outputs import write_text
 from agent3d.llm.base import BackendError
 from agent3d.scoring import RegistrationError
 
@@ -97,8 +99,7 @@ def prepare_output(out: Path, config: EvalConfig) -> set[str]:
     ConfigMismatch
         When ``out/config.json`` records another configuration (the message names the fields).
     """
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scores").mkdir(exist_ok=True)
+    make_folder(out / "scores")
     if not check_config(out, config):
         write_text(out / "config.json", config.model_dump_json(indent=2) + "\n")
     lines = out / "samples.jsonl"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agent3d.io import InputError, atomic_write
+from agent3d.file_checks import InputError, make_folder
+from agent3d.outputs import atomic_write
 
 ARRAYS = "_arrays"  # the point arrays a worker returns with a record; the driver writes them to scores_file
 _HELD: set[Path] = set()  # output folders whose lock this process holds
@@ -36,7 +37,7 @@ def run_lock(out: Path) -> Iterator[None]:
     RunLocked
         When another process holds it (the message gives its pid).
     """
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     if out.resolve() in _HELD:  # re-entered by the process that holds it
         yield
         return

@@ -14,15 +14,24 @@ import os
 import threading
 from pathlib import Path
 
+from agent3d.file_checks import check_folder
 from agent3d.llm.base import Backend, Messages, Reply
 
 MAX_STORED_CHARS = 65536  # a reply longer than this (a runaway or hostile server) is never stored
 
 
-def default_cache_dir() -> Path:
-    """``$AGENT3D_CACHE_DIR`` if set, else ``~/.cache/agent3d/llm``."""
+def cache_dir(kind: str = "llm") -> Path:
+    """The cache folder of ``kind``, checked (it is created when the first entry is written): replies (``llm``) under ``$AGENT3D_CACHE_DIR`` itself, other kinds
+    (``states``) in a subfolder of it; without the variable, ``~/.cache/agent3d/KIND``.
+
+    Raises
+    ------
+    InputError
+        The folder cannot be made or written (names ``AGENT3D_CACHE_DIR`` when it comes from there).
+    """
     env = os.environ.get("AGENT3D_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "agent3d" / "llm"
+    root = Path(env) if env else Path.home() / ".cache" / "agent3d"
+    return check_folder(root if env and kind == "llm" else root / kind, f"AGENT3D_CACHE_DIR={env}" if env else None)
 
 
 class CachedBackend:
@@ -33,12 +42,12 @@ class CachedBackend:
     backend : Backend
         The backend asked on a cache miss.
     directory : str or Path, optional
-        Cache folder; defaults to :func:`default_cache_dir`.
+        Cache folder; defaults to :func:`cache_dir`.
     """
 
     def __init__(self, backend: Backend, directory: str | Path | None = None):
         self.backend = backend
-        self.directory = Path(directory) if directory else default_cache_dir()
+        self.directory = Path(directory) if directory else cache_dir()
         self.name, self.model, self.params = backend.name, backend.model, backend.params
         self.adapter = getattr(backend, "adapter", None)  # a head adapter checks the prompt it reads
 

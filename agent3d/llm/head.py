@@ -3,10 +3,11 @@
 A head adapter is a folder written by ``agent3d tune --method head``: ``head.npz`` (the weights; loaded with
 ``allow_pickle=False``) and ``head.json`` (base model sha256, prompt name and hash, guidance, layer, pooling,
 threshold, validation figures). :class:`HeadBackend` implements the :class:`~agent3d.llm.base.Backend` interface
-with one llama.cpp forward pass and no generation: its reply names the lines the head scores highest, as many as
+with one forward pass (llama.cpp's frozen model, or the adapted transformers model of a head trained through it)
+and no generation: its reply names the lines the head scores highest, as many as
 the schema's ``maxItems`` (``--max-suspects``), so the agent validates, caches and logs it like any reply (the
 reply also carries every line's score). Reading a hidden state with a linear probe: Alain & Bengio, "Understanding
-intermediate layers using linear classifier probes", 2016. Needs no torch.
+intermediate layers using linear classifier probes", 2016. Needs no torch (but to read an adapted model).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent3d.file_checks import InputError
 from agent3d.llm.base import Messages, Reply
-from agent3d.llm.states import LineStateReader
 
 HEAD_RECORD, HEAD_WEIGHTS = "head.json", "head.npz"
 LIKELY, UNLIKELY = "head: likely", "head"  # the reason of a suspect at or above the threshold, and below it
@@ -107,6 +107,18 @@ class HeadAdapter:
         """
         return forward(self.arrays, states)
 
+    def check_base(self, name: str, sha256: str) -> None:
+        """Refuse a base model other than the head was trained on.
+
+        Raises
+        ------
+        InputError
+        """
+        trained = self.record.base_model
+        if sha256 != trained.sha256:
+            raise InputError(self.folder, f"trained on another base model ({trained.name[:60]}, sha256 "
+                                          f"{trained.sha256[:12]}); this one is {name} ({sha256[:12]})")
+
     def check(self, prompt_name: str, prompt_hash: str, guidance: str) -> None:
         """Refuse a prompt or guidance other than the head was trained on.
 
@@ -179,27 +191,25 @@ class HeadBackend:
     Parameters
     ----------
     adapter : HeadAdapter
-    model_path : str or Path, optional
-        The GGUF file; the embedded SmolLM2-135M by default.
+    reader : LineStateReader or TorchLineReader
+        What reads the states: llama.cpp's frozen model (:class:`agent3d.llm.states.LineStateReader`, ``head``) or
+        the adapted transformers model (:class:`agent3d.llm.torch_states.TorchLineReader`, ``prompt-head`` and
+        ``lora-head``); its ``name`` is the backend's.
 
     Raises
     ------
     InputError
-        The adapter was trained on another base model (sha256), or the model cannot be loaded.
+        The adapter was trained on another base model (sha256).
     """
 
-    name = "llama-cpp"
-
-    def __init__(self, adapter: HeadAdapter, model_path: str | Path | None = None):
-        self.adapter = adapter
-        self.reader = LineStateReader(model_path)
-        if self.reader.sha256 != adapter.record.base_model.sha256:
-            raise InputError(adapter.folder, f"trained on another base model ({adapter.record.base_model.name}, "
-                                             f"sha256 {adapter.record.base_model.sha256[:12]}); this one is "
-                                             f"{self.reader.model} ({self.reader.sha256[:12]})")
+    def __init__(self, adapter: HeadAdapter, reader):
+        self.adapter, self.reader, self.name = adapter, reader, reader.name
+        adapter.check_base(reader.model, reader.sha256)
         self.model = f"{self.reader.model} + head {adapter.digest}"  # what results and logs name
         self.params = {"mode": "head", "sha256": self.reader.sha256, "adapter": adapter.digest,
                        "prompt_hash": adapter.record.prompt.hash}
+        if getattr(reader, "digest", None):  # the adapted model's weights (prompt-head, lora-head)
+            self.params["weights"] = reader.digest
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
         """The reply a head gives: the ``maxItems`` highest-scored shown ids (the schema's ``enum``), confidence =

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from agent3d.io import InputError
+from agent3d.file_checks import InputError
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
 from agent3d.llm.greedy_grammar import greedy_grammar_llama
 from agent3d.llm.status import report, status_open

@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from agent3d.file_checks import make_folder
 from agent3d.llm.base import Backend, BackendError, Messages, Reply, redact
 from agent3d.llm.cache import MAX_STORED_CHARS
 
@@ -32,7 +33,7 @@ class LoggedBackend:
     def __init__(self, backend: Backend, directory: str | Path):
         self.backend = backend
         self.path = Path(directory) / LOG_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(directory)
         self.name, self.model, self.params = backend.name, backend.model, backend.params
         self.adapter = getattr(backend, "adapter", None)  # a head adapter checks the prompt it reads
 

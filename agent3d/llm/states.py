@@ -25,7 +25,8 @@ POOLING = "last token of each point line"
 
 
 class LineStateReader:
-    """A GGUF model in llama.cpp's embedding mode that returns one state per point line.
+    """A GGUF model in llama.cpp's embedding mode that returns one state per point line (the reader of heads on the
+    frozen model: its ``name`` is the backend's).
 
     Parameters
     ----------
@@ -52,6 +53,8 @@ class LineStateReader:
     BackendError
         llama-cpp-python (or, without ``model_path``, the embedded model) is not installed.
     """
+
+    name = "llama-cpp"
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 8192, n_threads: int | None = None):
         try:
@@ -137,19 +140,38 @@ class LineStateReader:
     def _line_end_tokens(self, tokens: list[int], content: str, ids: list[str]) -> np.ndarray:
         """Index of the token holding the last byte of each id's line within the prompt."""
         pieces = [self._llm.detokenize([t], special=True) for t in tokens]
-        text = b"".join(pieces)
         ends = np.cumsum([len(p) for p in pieces])  # byte offset just past each token
-        body = content.encode("utf-8")
-        where = text.rfind(body)
-        if where < 0:
-            raise BackendError("the tokenized prompt does not contain the user message verbatim")
-        line_end = {}
-        offset = 0
-        for line in body.split(b"\n"):
-            word = line.split(b" ", 1)[0].decode("utf-8", "replace")
-            line_end.setdefault(word, where + offset + len(line) - 1)
-            offset += len(line) + 1
-        missing = [i for i in ids if i not in line_end]
-        if missing:
-            raise BackendError(f"no line for id '{missing[0]}' in the prompt")
-        return np.searchsorted(ends, [line_end[i] for i in ids], side="right")
+        return np.searchsorted(ends, line_ends(b"".join(pieces), content.encode("utf-8"), ids), side="right")
+
+
+def line_ends(text: str | bytes, body: str | bytes, ids: list[str]) -> list[int]:
+    """Offset (characters of a str, bytes of bytes) of the last character of each id's line in ``text``.
+
+    Parameters
+    ----------
+    text : str or bytes
+        The whole formatted prompt.
+    body : str or bytes, as ``text``
+        The message showing the point lines (each starts with its id and a space); its last occurrence in ``text``
+        is used.
+    ids : list of str
+
+    Raises
+    ------
+    BackendError
+        ``body`` is not in ``text`` verbatim, or an id has no line.
+    """
+    newline, space = ("\n", " ") if isinstance(text, str) else (b"\n", b" ")
+    where = text.rfind(body)
+    if where < 0:
+        raise BackendError("the tokenized prompt does not contain the user message verbatim")
+    found, offset = {}, 0
+    for line in body.split(newline):
+        word = line.split(space, 1)[0]
+        found.setdefault(word if isinstance(word, str) else word.decode("utf-8", "replace"),
+                         where + offset + len(line) - 1)
+        offset += len(line) + 1
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise BackendError(f"no line for id '{missing[0]}' in the prompt")
+    return [found[i] for i in ids]

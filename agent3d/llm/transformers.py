@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent3d.io import InputError
+from agent3d.file_checks import InputError, check_file
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
 from agent3d.llm.status import report, status_open
 
@@ -83,15 +83,13 @@ def read_adapter_record(adapter: str | Path) -> dict:
         raise InputError(folder / ADAPTER_RECORD, f"missing or invalid adapter record ({str(error)[:120]})") from None
     if not isinstance(sha, str) or len(sha) != 64:
         raise InputError(folder / ADAPTER_RECORD, "base_model.sha256 must be a 64-digit hex string")
-    if (folder / "adapter_model.bin").exists():
-        raise InputError(folder / "adapter_model.bin", "pickled adapter weights are never loaded; save the adapter "
-                                                       "as adapter_model.safetensors")
     return record
 
 
-def adapter_digest(adapter: str | Path) -> str:
-    """Short sha256 of an adapter's weights and configuration (part of the cache key and run records)."""
-    digest = hashlib.sha256()
+def adapter_digest(adapter: str | Path, extra: str = "") -> str:
+    """Short sha256 of an adapter's weights and configuration (and ``extra``, a head's digest; part of the cache
+    key and run records)."""
+    digest = hashlib.sha256(extra.encode())
     for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
         file = Path(adapter) / name
         if file.is_file():
@@ -148,21 +146,53 @@ def load_base(identity: ModelIdentity, device: str = "cpu"):
     return copy.deepcopy(model), tokenizer
 
 
-def attach_adapter(model, adapter: str | Path, identity: ModelIdentity):
-    """Wrap ``model`` with the PEFT adapter in ``adapter`` after checking it was tuned on this base model.
+def check_adapter(adapter: str | Path, identity: ModelIdentity) -> None:
+    """Check, before the base model loads (half a minute for a GGUF), that ``adapter`` is a PEFT folder tuned on
+    this base model whose weights file is whole.
 
     Raises
     ------
     InputError
-        Not an adapter folder, or one tuned on another base model (sha256 differs).
+        Not an adapter folder, one tuned on another base model (sha256 differs), or an
+        ``adapter_model.safetensors`` that is missing, truncated or not safetensors.
     """
-    from peft import PeftModel
-
     record = read_adapter_record(adapter)
     tuned_on = record["base_model"]["sha256"]
     if tuned_on != identity.sha256:
-        raise InputError(adapter, f"adapter was tuned on another base model ({record['base_model'].get('name')} "
-                                  f"sha256 {tuned_on[:12]}), not {identity.name} sha256 {identity.sha256[:12]}")
+        name = str(record["base_model"].get("name"))[:60]
+        raise InputError(adapter, f"adapter was tuned on another base model ({name} sha256 {tuned_on[:12]}), "
+                                  f"not {identity.name} sha256 {identity.sha256[:12]}")
+    check_weights(adapter)
+
+
+def check_weights(adapter: str | Path) -> None:
+    """Refuse a PEFT folder whose ``adapter_model.safetensors`` is missing, truncated or not safetensors, or that
+    holds pickled ``adapter_model.bin`` weights (reading the header only).
+
+    Raises
+    ------
+    InputError
+    """
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise InputError(folder, "not a PEFT adapter folder (no adapter_config.json)")
+    if (folder / "adapter_model.bin").exists():
+        raise InputError(folder / "adapter_model.bin", "pickled adapter weights are never loaded; save the adapter "
+                                                       "as adapter_model.safetensors")
+    weights = folder / "adapter_model.safetensors"
+    try:
+        with safe_open(check_file(weights), framework="numpy") as handle:
+            handle.keys()
+    except SafetensorError as error:
+        raise InputError(weights, f"not readable safetensors ({str(error)[:120]})") from None
+
+
+def attach_adapter(model, adapter: str | Path):
+    """Wrap ``model`` with the PEFT adapter in ``adapter`` (checked by :func:`check_adapter` first)."""
+    from peft import PeftModel
+
     return PeftModel.from_pretrained(model, str(adapter)).eval()
 
 
@@ -259,10 +289,12 @@ class TransformersBackend:
     def __init__(self, model: str | Path | None = None, adapter: str | Path | None = None, max_tokens: int = 256,
                  device: str = "auto"):
         self.identity = model_identity(model)
+        if adapter:
+            check_adapter(adapter, self.identity)
         base, tokenizer = load_base(self.identity, pick_device(device))
         self.adapter = f"{Path(adapter).name}@{adapter_digest(adapter)}" if adapter else None
         if adapter:
-            base = attach_adapter(base, adapter, self.identity)
+            base = attach_adapter(base, adapter)
         self.tokenizer = tokenizer
         self.decoder = SchemaDecoder(base, tokenizer, max_tokens)
         self.model = self.identity.name

@@ -1,7 +1,9 @@
 """Classical anomaly scoring of the gated points, and propagation to the whole cloud.
 
-Every scorer follows one small protocol (:class:`Scorer`), scikit-learn style: ``fit(references)`` returns
-the scorer, ``score(points, indices)`` scores those points of a cloud. One module per scorer:
+Every scorer is a scikit-learn-style estimator (:class:`~agent3d.scoring.common.ScorerBase`): ``fit(references)``
+returns the scorer, ``score_samples(points, indices)`` scores those points of a cloud and writes nothing on the
+scorer, so one fitted scorer may serve many threads; ``register(points)`` gives the alignment a reference-based
+scorer uses (None otherwise). One module per scorer:
 
 - :mod:`~agent3d.scoring.self_reference` (no reference): FPFH rarity within the cloud itself;
 - :mod:`~agent3d.scoring.memory_bank`: coreset memory bank of normal FPFH group features (BTF / PatchCore);
@@ -11,43 +13,21 @@ the scorer, ``score(points, indices)`` scores those points of a cloud. One modul
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 
 from agent3d.config import OBJECT_SCORES, SCORERS
+from agent3d.scoring.common import ScorerBase
 from agent3d.scoring.fused import FusedScorer
 from agent3d.scoring.memory_bank import MemoryBankScorer
 from agent3d.scoring.registration import Registration, RegistrationError, RegistrationScorer
 from agent3d.scoring.self_reference import SelfReferenceScorer
 
-__all__ = ["SCORERS", "OBJECT_SCORES", "Scorer", "FusedScorer", "MemoryBankScorer", "Registration",
+__all__ = ["SCORERS", "OBJECT_SCORES", "Scorer", "ScorerBase", "FusedScorer", "MemoryBankScorer", "Registration",
            "RegistrationError", "RegistrationScorer", "SelfReferenceScorer", "build_scorer", "resolve_scorer",
            "object_score", "propagate"]
 
 
-class Scorer(Protocol):
-    """What every scorer provides.
-
-    Attributes
-    ----------
-    name : str
-        One of ``SCORERS`` (not ``auto``).
-    references : list of str
-        Sources of the reference clouds it was fitted on (empty for self-reference).
-    registration_ : Registration or None
-        The alignment of the last scored cloud (registration and fused scorers), else None.
-    """
-
-    name: str
-    references: list[str]
-    registration_: Registration | None
-
-    def fit(self, references: list[np.ndarray], sources: list[str] | None = None) -> "Scorer":
-        """Fit on clouds of normal parts (arrays of shape (n_i, 3), float64); returns self."""
-
-    def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """Scores of shape (n_scored,), float64 of ``points[indices]`` (points of shape (n_points, 3))."""
+Scorer = ScorerBase  # the protocol every scorer follows (:class:`agent3d.scoring.common.ScorerBase`)
 
 
 def resolve_scorer(name: str, has_references: bool) -> str:
@@ -85,11 +65,9 @@ def build_scorer(name: str, references: list[np.ndarray], sources: list[str] | N
     RegistrationError
         References that cannot be registered to each other (fused).
     """
-    name = resolve_scorer(name, bool(references))
-    if name == "self-reference":
-        return SelfReferenceScorer(seed=seed)
-    makers = {"memory-bank": MemoryBankScorer, "registration": RegistrationScorer, "fused": FusedScorer}
-    return makers[name](seed=seed).fit(references, sources)
+    makers = {"self-reference": SelfReferenceScorer, "memory-bank": MemoryBankScorer,
+              "registration": RegistrationScorer, "fused": FusedScorer}
+    return makers[resolve_scorer(name, bool(references))](seed=seed).fit(references, sources)
 
 
 def object_score(scores: np.ndarray, method: str = "max", k: int = 10) -> float:

@@ -1,5 +1,5 @@
-"""What every scorer shares: the working cloud of large scans, nearest-neighbour indices over features,
-interpolation of scores to other points, and smoothing over neighbours."""
+"""What every scorer shares: the estimator base, the working cloud of large scans, nearest-neighbour indices over
+features, interpolation of scores to other points, and smoothing over neighbours."""
 
 from __future__ import annotations
 
@@ -7,10 +7,38 @@ import os
 
 import numpy as np
 from scipy.spatial import cKDTree
+from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 
 CHUNK = 16384  # query points per batch, bounds memory on large clouds
 MAX_WORKING_POINTS = 100_000
+
+
+class ScorerBase(BaseEstimator):
+    """A scikit-learn-style scorer: constructor arguments are its parameters (``get_params``, ``clone``),
+    ``fit(references, sources)`` returns self, fitted attributes end in ``_``, and
+    ``score_samples(points, indices)`` writes nothing on ``self``, so one fitted scorer serves many threads.
+
+    Attributes
+    ----------
+    name : str
+        One of ``agent3d.config.SCORERS`` (not ``auto``).
+    sources_ : list of str
+        Sources of the reference clouds it was fitted on (empty for self-reference and before ``fit``).
+    """
+
+    name = ""
+    sources_: list[str] = []
+
+    def register(self, points: np.ndarray):
+        """The rigid alignment of ``points`` (shape (n_points, 3), float64) to the references that scoring
+        uses, or None for a scorer that registers nothing."""
+        return None
+
+    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Anomaly scores (higher = more anomalous) of ``points[indices]``: ndarray of shape (n_scored,),
+        float64, for ``points`` of shape (n_points, 3), float64 and ``indices`` of shape (n_scored,), int64."""
+        raise NotImplementedError
 
 
 def working_cloud(points: np.ndarray, max_points: int = MAX_WORKING_POINTS, seed: int = 0) -> np.ndarray:

@@ -8,24 +8,24 @@ means "as unusual as the 1 % most unusual normal points".
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+from sklearn.base import clone
 
+from agent3d.scoring.common import ScorerBase
 from agent3d.scoring.memory_bank import MemoryBankScorer
 from agent3d.scoring.registration import RegistrationScorer
 
 COMBINES = ("mean", "max")
 
 
-def held_out_scores(make: Callable[[], object], references: list[np.ndarray], n_probe: int = 2000,
+def held_out_scores(prototype: ScorerBase, references: list[np.ndarray], n_probe: int = 2000,
                     seed: int = 0) -> np.ndarray:
     """Scores of reference points by a scorer fitted without them.
 
     Parameters
     ----------
-    make : callable
-        Returns a fresh, unfitted scorer with ``fit(references)`` and ``score(points, indices)``.
+    prototype : ScorerBase
+        An unfitted scorer; each fold fits a clone of it (``sklearn.base.clone``).
     references : list of ndarray of shape (n_i, 3), float64
     n_probe : int, default 2000
         Points scored per held-out cloud.
@@ -45,11 +45,11 @@ def held_out_scores(make: Callable[[], object], references: list[np.ndarray], n_
     scores = []
     for train, test in folds:
         probe = np.sort(rng.choice(len(test), size=min(n_probe, len(test)), replace=False))
-        scores.append(make().fit(train).score(test, probe))
+        scores.append(clone(prototype).fit(train).score_samples(test, probe))
     return np.concatenate(scores)
 
 
-class FusedScorer:
+class FusedScorer(ScorerBase):
     """Memory bank + registration, each normalised on held-out normal points, then combined.
 
     Parameters
@@ -63,10 +63,11 @@ class FusedScorer:
 
     Attributes
     ----------
+    scorers_ : dict of str to ScorerBase
+        The fitted memory bank and registration scorer (clones of their defaults with this seed).
     scales_ : dict of str to float
         The normalising percentile per scorer (in its own units).
-    registration_ : Registration
-        The alignment of the last scored cloud.
+    sources_ : list of str
     """
 
     name = "fused"
@@ -75,8 +76,6 @@ class FusedScorer:
         if combine not in COMBINES:
             raise ValueError(f"combine must be one of {', '.join(COMBINES)}")
         self.combine, self.percentile, self.n_probe, self.seed = combine, percentile, n_probe, seed
-        self.references: list[str] = []
-        self.registration_ = None
 
     def fit(self, references: list[np.ndarray], sources: list[str] | None = None) -> "FusedScorer":
         """Fit both scorers on the references and measure their held-out normal scale.
@@ -90,20 +89,22 @@ class FusedScorer:
         """
         if not references:
             raise ValueError("score fusion needs at least one reference cloud")
-        factories = {"memory-bank": lambda: MemoryBankScorer(seed=self.seed),
-                     "registration": lambda: RegistrationScorer(seed=self.seed)}
-        self.scorers_ = {name: make().fit(references) for name, make in factories.items()}
-        self.scales_ = {name: max(float(np.percentile(held_out_scores(make, references, self.n_probe, self.seed),
+        parts = {"memory-bank": MemoryBankScorer(seed=self.seed), "registration": RegistrationScorer(seed=self.seed)}
+        self.scorers_ = {name: clone(part).fit(references) for name, part in parts.items()}
+        self.scales_ = {name: max(float(np.percentile(held_out_scores(part, references, self.n_probe, self.seed),
                                                       self.percentile)), 1e-12)
-                        for name, make in factories.items()}
-        self.references = list(sources or [])
+                        for name, part in parts.items()}
+        self.sources_ = list(sources or [])
         return self
 
-    def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def register(self, points: np.ndarray):
+        """The registration part's alignment of ``points`` (see :meth:`RegistrationScorer.register`)."""
+        return self.scorers_["registration"].register(points)
+
+    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Fused scores of ``indices``, shape (n_scored,), float64 (unit-free)."""
-        parts = np.stack([scorer.score(points, indices) / self.scales_[name]
+        parts = np.stack([scorer.score_samples(points, indices) / self.scales_[name]
                           for name, scorer in self.scorers_.items()])
-        self.registration_ = self.scorers_["registration"].registration_
         return parts.mean(axis=0) if self.combine == "mean" else parts.max(axis=0)
 
 

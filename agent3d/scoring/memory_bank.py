@@ -10,10 +10,16 @@ import math
 import numpy as np
 
 from agent3d.geometry import group_features
-from agent3d.scoring.common import MAX_WORKING_POINTS, at_working_resolution, nearest_neighbours, working_cloud
+from agent3d.scoring.common import (
+    MAX_WORKING_POINTS,
+    ScorerBase,
+    at_working_resolution,
+    nearest_neighbours,
+    working_cloud,
+)
 
 
-class MemoryBankScorer:
+class MemoryBankScorer(ScorerBase):
     """Nearest-neighbour distance to a coreset memory bank of normal group features.
 
     Parameters
@@ -40,7 +46,7 @@ class MemoryBankScorer:
         The coreset, after :meth:`fit`.
     n_features_ : int
         Group features before the coreset reduction.
-    references : list of str
+    sources_ : list of str
         Sources of the reference clouds (for the detection record).
     """
 
@@ -53,8 +59,6 @@ class MemoryBankScorer:
         self.coreset_fraction, self.coreset_cap = coreset_fraction, coreset_cap
         self.group_size, self.stride, self.n_neighbours = group_size, stride, n_neighbours
         self.max_points, self.seed = max_points, seed
-        self.references: list[str] = []
-        self.registration_ = None
 
     def fit(self, references: list[np.ndarray], sources: list[str] | None = None) -> "MemoryBankScorer":
         """Build the memory bank from clouds of normal parts.
@@ -64,7 +68,7 @@ class MemoryBankScorer:
         references : list of ndarray of shape (n_points_i, 3), float64
             One or more normal clouds; poses need not match the test cloud.
         sources : list of str, optional
-            Their paths, recorded in ``references``.
+            Their paths, recorded in ``sources_``.
 
         Returns
         -------
@@ -84,10 +88,10 @@ class MemoryBankScorer:
         self.n_features_ = len(features)
         self.bank_ = features[greedy_coreset(features, n_keep, seed=self.seed)]
         self.index_ = nearest_neighbours(self.bank_)
-        self.references = list(sources or [])
+        self.sources_ = list(sources or [])
         return self
 
-    def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Anomaly scores of the given points: group distances to the bank, interpolated to the points.
 
         Parameters

@@ -9,14 +9,18 @@ Real3D-AD (Liu et al., NeurIPS 2023) do. Deterministic for a seed.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
-from agent3d.scoring.common import smooth, working_cloud
+from agent3d.geometry import open3d_seeded
+from agent3d.scoring.common import ScorerBase, smooth, working_cloud
 
 VOXEL_FRACTION = 0.02  # voxel edge for the coarse stage, as a fraction of the bounding-box diagonal
 MIN_FITNESS = 0.5
+REMEMBERED = 8  # alignments kept per scorer (the clouds in flight: one per thread, a few gatings each)
 
 
 class RegistrationError(ValueError):
@@ -82,28 +86,35 @@ def register(points: np.ndarray, reference: np.ndarray, seed: int = 0, voxel_fra
     Returns
     -------
     Registration
+
+    Notes
+    -----
+    The whole registration holds open3d's random generator (:func:`agent3d.geometry.open3d_seeded`): concurrent
+    RANSAC runs would consume each other's draws, and ICP run beside other open3d work in other threads stopped at
+    other iterations (scores 0.2 % of their 99th percentile off the serial ones), so a registration gives the
+    serial result in any thread.
     """
     import open3d as o3d
 
-    reg = o3d.pipelines.registration
-    voxel = voxel_fraction * float(np.linalg.norm(np.ptp(reference, axis=0)))
-    full_source, full_target = _cloud(points, 2 * voxel), _cloud(reference, 2 * voxel)
-    coarse = []
-    for cloud in (full_source, full_target):
-        down = cloud.voxel_down_sample(voxel)
-        down.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=2 * voxel, max_nn=30))
-        coarse.append((down, reg.compute_fpfh_feature(down, o3d.geometry.KDTreeSearchParamHybrid(
-            radius=5 * voxel, max_nn=100))))
-    (source, source_fpfh), (target, target_fpfh) = coarse
-    o3d.utility.random.seed(seed)
-    ransac = reg.registration_ransac_based_on_feature_matching(
-        source, target, source_fpfh, target_fpfh, True, 1.5 * voxel,
-        reg.TransformationEstimationPointToPoint(False), 3,
-        [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9), reg.CorrespondenceCheckerBasedOnDistance(1.5 * voxel)],
-        reg.RANSACConvergenceCriteria(100000, 0.999))
-    icp = reg.registration_icp(full_source, full_target, voxel, ransac.transformation,
-                               reg.TransformationEstimationPointToPlane(),
-                               reg.ICPConvergenceCriteria(max_iteration=50))
+    with open3d_seeded(seed):  # one registration at a time per process (see the Notes)
+        reg = o3d.pipelines.registration
+        voxel = voxel_fraction * float(np.linalg.norm(np.ptp(reference, axis=0)))
+        full_source, full_target = _cloud(points, 2 * voxel), _cloud(reference, 2 * voxel)
+        coarse = []
+        for cloud in (full_source, full_target):
+            down = cloud.voxel_down_sample(voxel)
+            down.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=2 * voxel, max_nn=30))
+            coarse.append((down, reg.compute_fpfh_feature(down, o3d.geometry.KDTreeSearchParamHybrid(
+                radius=5 * voxel, max_nn=100))))
+        (source, source_fpfh), (target, target_fpfh) = coarse
+        ransac = reg.registration_ransac_based_on_feature_matching(
+            source, target, source_fpfh, target_fpfh, True, 1.5 * voxel,
+            reg.TransformationEstimationPointToPoint(False), 3,
+            [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9), reg.CorrespondenceCheckerBasedOnDistance(1.5 * voxel)],
+            reg.RANSACConvergenceCriteria(100000, 0.999))
+        icp = reg.registration_icp(full_source, full_target, voxel, ransac.transformation,
+                                   reg.TransformationEstimationPointToPlane(),
+                                   reg.ICPConvergenceCriteria(max_iteration=50))
     return Registration(transform=np.asarray(icp.transformation), fitness=float(icp.fitness),
                         inlier_rmse=float(icp.inlier_rmse), reference=reference_index)
 
@@ -125,7 +136,7 @@ def register_best(points: np.ndarray, references: list[np.ndarray], seed: int = 
     return best
 
 
-class RegistrationScorer:
+class RegistrationScorer(ScorerBase):
     """Distance of each registered test point to the reference surface (Reg3D-AD style).
 
     The whole test cloud is registered to every reference (:func:`register_best`); each scored point's
@@ -144,10 +155,14 @@ class RegistrationScorer:
 
     Attributes
     ----------
-    registration_ : Registration
-        The alignment of the last scored cloud.
-    references : list of str
+    references_ : list of ndarray of shape (m_i, 3), float64
+    sources_ : list of str
         Sources of the reference clouds.
+
+    Notes
+    -----
+    Scoring writes nothing on the scorer but a bounded, locked memo of alignments keyed by the cloud's bytes
+    (:meth:`register`), so threads may share one fitted scorer.
     """
 
     name = "registration"
@@ -155,9 +170,14 @@ class RegistrationScorer:
     def __init__(self, smoothing: int = 8, min_fitness: float = MIN_FITNESS, max_points: int = 100_000,
                  seed: int = 0):
         self.smoothing, self.min_fitness, self.max_points, self.seed = smoothing, min_fitness, max_points, seed
-        self.references: list[str] = []
-        self.registration_: Registration | None = None
-        self._registered: tuple[str, Registration] | None = None
+        self._memo: OrderedDict[str, Registration] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:  # pickled (joblib, Dask) and deep-copied without its lock
+        return {k: v for k, v in self.__dict__.items() if k not in ("_memo", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _memo=OrderedDict(), _lock=threading.Lock())
 
     def fit(self, references: list[np.ndarray], sources: list[str] | None = None) -> "RegistrationScorer":
         """Keep the references with their k-d trees, normals and point spacings.
@@ -177,7 +197,7 @@ class RegistrationScorer:
         self.trees_ = [cKDTree(r) for r in self.references_]
         self.spacings_ = [median_spacing(r, t, self.seed) for r, t in zip(self.references_, self.trees_)]
         self.normals_ = [np.asarray(_cloud(r, 4 * s).normals) for r, s in zip(self.references_, self.spacings_)]
-        self.references = list(sources or [])
+        self.sources_ = list(sources or [])
         return self
 
     def register(self, points: np.ndarray) -> Registration:
@@ -189,13 +209,18 @@ class RegistrationScorer:
         RegistrationError
         """
         key = hashlib.sha1(np.ascontiguousarray(points).view(np.uint8)).hexdigest()
-        if self._registered is None or self._registered[0] != key:
-            moving = points[working_cloud(points, self.max_points, self.seed)]
-            self._registered = (key, register_best(moving, self.references_, seed=self.seed,
-                                                   min_fitness=self.min_fitness))
-        return self._registered[1]
+        with self._lock:
+            if key in self._memo:
+                return self._memo[key]
+        moving = points[working_cloud(points, self.max_points, self.seed)]
+        found = register_best(moving, self.references_, seed=self.seed, min_fitness=self.min_fitness)
+        with self._lock:
+            self._memo[key] = found
+            while len(self._memo) > REMEMBERED:
+                self._memo.popitem(last=False)
+        return found
 
-    def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Scores of ``indices`` (shape (n_scored,), float64, in the reference's units).
 
         Raises
@@ -205,9 +230,9 @@ class RegistrationScorer:
         """
         if len(indices) == 0:
             return np.empty(0)
-        self.registration_ = self.register(points)
-        best = self.registration_.reference
-        moved = self.registration_.apply(points[indices])
+        registration = self.register(points)
+        best = registration.reference
+        moved = registration.apply(points[indices])
         distance, nearest = self.trees_[best].query(moved, workers=-1)
         offset = moved - self.references_[best][nearest]
         plane = np.abs(np.einsum("ij,ij->i", offset, self.normals_[best][nearest]))

@@ -11,6 +11,7 @@ from agent3d.sampling import farthest_point_sampling
 from agent3d.scoring.common import (
     CHUNK,
     MAX_WORKING_POINTS,
+    ScorerBase,
     at_working_resolution,
     nearest_neighbours,
     smooth,
@@ -18,7 +19,7 @@ from agent3d.scoring.common import (
 )
 
 
-class SelfReferenceScorer:
+class SelfReferenceScorer(ScorerBase):
     """FPFH rarity within the cloud itself (no reference needed).
 
     Parameters
@@ -47,10 +48,13 @@ class SelfReferenceScorer:
                  smoothing: int = 32, max_points: int = MAX_WORKING_POINTS, seed: int = 0):
         self.bank_size, self.n_neighbours, self.exclusion = bank_size, n_neighbours, exclusion
         self.smoothing, self.max_points, self.seed = smoothing, max_points, seed
-        self.references: list[str] = []
-        self.registration_ = None
 
-    def score(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def fit(self, references: list[np.ndarray] | None = None, sources: list[str] | None = None) -> "SelfReferenceScorer":
+        """Nothing to learn: the bank comes from each scored cloud itself. Returns self (references are ignored)."""
+        self.sources_ = []
+        return self
+
+    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Anomaly scores of the given points (higher = more anomalous).
 
         Parameters

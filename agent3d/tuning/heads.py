@@ -110,8 +110,11 @@ def features_fitter(seed: int = 0):
     return fit_and_score
 
 
-def choose_head(examples: list[LineExample], k: int, folds: int = 5, seed: int = 0) -> tuple[str, dict]:
+def choose_head(examples: list[LineExample], k: int, folds: int = 5, seed: int = 0,
+                candidates: dict | None = None) -> tuple[str, dict]:
     """The head candidate with the best cross-validated suspect recall at ``k`` on these (training) examples.
+
+    ``candidates`` (name -> (kind, strength)) defaults to ``HEAD_CANDIDATES``.
 
     Returns
     -------
@@ -121,7 +124,7 @@ def choose_head(examples: list[LineExample], k: int, folds: int = 5, seed: int =
         Per candidate: ``recall`` (hit / total over the out-of-fold rankings) and its ``scores``.
     """
     table = {}
-    for name, (kind, strength) in HEAD_CANDIDATES.items():
+    for name, (kind, strength) in (candidates or HEAD_CANDIDATES).items():
         scores = out_of_fold(examples, head_fitter(kind, strength, seed), folds)
         hit, total = recall_at(examples, scores, k)
         table[name] = {"recall": hit / max(total, 1), "scores": scores}

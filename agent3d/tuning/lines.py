@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -24,10 +23,12 @@ from scipy.spatial import cKDTree
 from agent3d.agent import prompt_messages
 from agent3d.cloud import PointCloud
 from agent3d.evaluation.metrics import gt_regions, region_radius
+from agent3d.file_checks import make_folder
 from agent3d.geometry import CloudContext
 from agent3d.gating import saliency_seeds
 from agent3d.learned import line_features
 from agent3d.llm.base import Messages
+from agent3d.llm.cache import cache_dir
 from agent3d.prompts import PromptTemplate
 from agent3d.sampling import sample
 from agent3d.verbalize import POINT_FORMATS, View, shown_view
@@ -157,12 +158,6 @@ def recall_at(examples: list[LineExample], scores: list[np.ndarray], k: int) -> 
     return hit, total
 
 
-def states_cache_dir() -> Path:
-    """Where per-line states are cached: ``$AGENT3D_CACHE_DIR/states`` or ``~/.cache/agent3d/states``."""
-    root = os.environ.get("AGENT3D_CACHE_DIR") or Path.home() / ".cache" / "agent3d"
-    return Path(root) / "states"
-
-
 def read_states(reader, examples: list[LineExample], both_directions: bool = False, on_example=None) -> None:
     """Fill ``states`` of every example from the frozen model (cached on disk).
 
@@ -186,14 +181,14 @@ def read_states(reader, examples: list[LineExample], both_directions: bool = Fal
 
 def _cached(reader, messages: Messages, ids: list[str]) -> np.ndarray:
     key = hashlib.sha256(repr((reader.sha256, reader.tokens(messages), ids)).encode()).hexdigest()
-    file = states_cache_dir() / f"{key}.npy"
+    file = cache_dir("states") / f"{key}.npy"
     if file.is_file():
         try:
             return np.load(file, allow_pickle=False)
         except (OSError, ValueError):
             file.unlink(missing_ok=True)  # a torn cache entry is read again
     states = reader.line_states(messages, ids)[0]
-    file.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(file.parent)
     tmp = file.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(tmp, states)
     tmp.replace(file)

@@ -1,8 +1,10 @@
-"""``agent3d tune --method head|features`` end to end: labeled lines in, a small adapter folder out, no torch.
+"""``agent3d tune --method head|features|prompt-head|lora-head`` end to end: labeled lines in, an adapter folder out.
 
 - ``head``: the frozen model (llama.cpp embedding mode) reads every training prompt once; a head is chosen by
   grouped cross-validation over the training clouds (:func:`agent3d.tuning.heads.choose_head`), refitted on all
-  of them, and written as ``head.npz`` + ``head.json`` (:mod:`agent3d.llm.head`).
+  of them, and written as ``head.npz`` + ``head.json`` (:mod:`agent3d.llm.head`). No torch.
+- ``prompt-head`` / ``lora-head``: virtual tokens or LoRA trained through the model with a linear head
+  (:mod:`agent3d.tuning.joint`; torch), written as the PEFT adapter + ``head.npz`` + ``head.json``.
 - ``features``: the learned no-LLM baseline (:mod:`agent3d.learned`) on the same lines, written as
   ``features.skops`` + ``features.json``.
 
@@ -14,13 +16,14 @@ is written, and the folder appears whole or not at all.
 from __future__ import annotations
 
 import glob
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from agent3d import io
+from agent3d import outputs
 from agent3d.evaluation.datasets import load_dataset
 from agent3d.file_checks import InputError
 from agent3d.learned import FEATURES, MODEL_FILE, RECORD_FILE, N_NEAR
@@ -30,6 +33,8 @@ from agent3d.prompts import load_prompt
 from agent3d.tuning import package_versions
 from agent3d.tuning.heads import HEAD_CANDIDATES, choose_head, f1_threshold, fit_features, fit_head
 from agent3d.tuning.lines import LineExample, line_examples, read_states, recall_at
+
+JOINT_METHODS = ("prompt-head", "lora-head")
 
 
 def labeled_lines(datasets: list[Path], prompt, n_points: int, samplings: int, guidance: str, max_suspects: int,
@@ -76,12 +81,13 @@ def _figures(examples: list[LineExample], scores: list[np.ndarray], k: int, seed
 def tune_probe(method: str, datasets: list[Path], out: Path, val: list[Path] | None = None, model: str | None = None,
                prompt: str = "geom", prompts_dir: str | None = None, n_points: int = 64, samplings: int = 6,
                guidance: str = "", max_suspects: int = 8, folds: int = 5, seed: int = 0,
-               on_progress: Callable[[str], None] | None = None) -> dict:
-    """Train a head (``method="head"``) or the learned baseline (``"features"``) and write its folder.
+               on_progress: Callable[[str], None] | None = None, config=None, device: str = "auto") -> dict:
+    """Train a head (``method="head"``), the learned baseline (``"features"``) or a head through the model
+    (``"prompt-head"``, ``"lora-head"``) and write its folder.
 
     Parameters
     ----------
-    method : {"head", "features"}
+    method : {"head", "features", "prompt-head", "lora-head"}
     datasets : list of Path
         Labeled training datasets (any layout ``evaluate`` reads, or single labeled files).
     out : Path
@@ -103,6 +109,10 @@ def tune_probe(method: str, datasets: list[Path], out: Path, val: list[Path] | N
     seed : int, default 0
     on_progress : callable, optional
         Called with a line of text as the work goes on.
+    config : TuneConfig, optional
+        ``prompt-head`` / ``lora-head``: steps, learning rate, virtual tokens, LoRA rank and layers, seed.
+    device : {"auto", "cpu", "cuda"}, default "auto"
+        ``prompt-head`` / ``lora-head``.
 
     Returns
     -------
@@ -122,8 +132,8 @@ def tune_probe(method: str, datasets: list[Path], out: Path, val: list[Path] | N
     if overlap:
         raise InputError(sorted(overlap)[0], "is both a training and a validation dataset")
     template = load_prompt(prompt, prompts_dir)
-    record_name = HEAD_RECORD if method == "head" else RECORD_FILE
-    io.check_output(out, folder=True, keep=record_name)
+    record_name = RECORD_FILE if method == "features" else HEAD_RECORD
+    outputs.check_output(out, folder=True, keep=record_name)
     start = time.monotonic()
     train = labeled_lines(datasets, template, n_points, samplings, guidance, max_suspects, seed)
     held = labeled_lines(val, template, n_points, 1, guidance, max_suspects, seed + 10**6) if val else []
@@ -147,6 +157,8 @@ def tune_probe(method: str, datasets: list[Path], out: Path, val: list[Path] | N
                                             "recall": {n: round(t["recall"], 4) for n, t in table.items()}},
                        "validation": _figures(held, [forward(arrays, e.states) for e in held], max_suspects, seed)
                        if held else None})
+    elif method in JOINT_METHODS:
+        arrays = _tune_joint(record, train, held, model, config, device, max_suspects, seed, say)
     else:
         estimator = fit_features(np.vstack([e.features for e in train]), np.concatenate([e.labels for e in train]),
                                  seed)
@@ -154,13 +166,40 @@ def tune_probe(method: str, datasets: list[Path], out: Path, val: list[Path] | N
                        "validation": _figures(held, [estimator.predict_proba(e.features)[:, 1] for e in held],
                                               max_suspects, seed) if held else None})
     record["seconds"] = round(time.monotonic() - start, 1)
-    record["versions"] = package_versions("scikit-learn", "llama_cpp_python", "skops")
-    with io.staged_folder(out) as staging:
-        if method == "head":
+    record["versions"] = package_versions("scikit-learn", "llama_cpp_python", "skops", "torch", "transformers", "peft")
+    with outputs.staged_folder(out) as staging:
+        if method != "features":
             np.savez(staging / HEAD_WEIGHTS, **arrays)
-        else:
+        if method in JOINT_METHODS:
+            record.pop("network").save_pretrained(str(staging))
+            for file in staging.iterdir():
+                os.chmod(file, 0o644)  # adapters are for sharing (safetensors writes them private)
+        if method == "features":
             import skops.io
 
             skops.io.dump(estimator, staging / MODEL_FILE)
-        io.write_json(staging / record_name, record)
+        outputs.write_json(staging / record_name, record)
     return record
+
+
+def _tune_joint(record: dict, train: list[LineExample], held: list[LineExample], model: str | None, config,
+                device: str, k: int, seed: int, say: Callable[[str], None]) -> dict:
+    """Train ``prompt-head`` / ``lora-head``; fill ``record`` (the trained PEFT model under ``network``, taken out
+    before the record is written) and return the head's arrays."""
+    from agent3d.llm.torch_states import LAYER as TORCH_LAYER
+    from agent3d.llm.transformers import load_base, model_identity, pick_device
+    from agent3d.tuning.joint import final_threshold, line_probabilities, train_joint
+
+    identity = model_identity(model)
+    base, tokenizer = load_base(identity, pick_device(device))
+    network, head, probe, curve = train_joint(base, tokenizer, train, config, k, say)
+    say("final probabilities")
+    threshold = final_threshold(train, line_probabilities(network, head, tokenizer, train))
+    record.update({"base_model": {"name": identity.name, "sha256": identity.sha256}, "layer": TORCH_LAYER,
+                   "pooling": POOLING, "directions": "forward", "head": "logistic, trained through the model",
+                   "threshold": round(threshold, 6), "probe": probe, "config": config.model_dump(), "curve": curve,
+                   "trainable_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad) + head.weight.numel() + 1,
+                   "device": str(network.device), "network": network,
+                   "validation": _figures(held, line_probabilities(network, head, tokenizer, held), k, seed)
+                   if held else None})
+    return head.arrays()

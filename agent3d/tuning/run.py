@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from agent3d import outputs
 from agent3d.evaluation.datasets import load_dataset
-from agent3d import io
-from agent3d.io import InputError, write_json
+from agent3d.file_checks import InputError
+from agent3d.outputs import write_json
 from agent3d.llm.transformers import (
     ADAPTER_RECORD,
     load_base,
@@ -70,14 +71,14 @@ def collect_examples(datasets: list[Path], prompt, n_points: int, samplings: int
 
 
 def check_output(out: Path, config: TuneConfig, resume: bool) -> None:
-    """Refuse what :func:`agent3d.io.check_output` refuses (a file, an unwritable place), an output folder that
+    """Refuse what :func:`agent3d.outputs.check_output` refuses (a file, an unwritable place), an output folder that
     holds a finished adapter, or a resume without a matching checkpoint.
 
     Raises
     ------
     InputError
     """
-    io.check_output(out, folder=True, keep=CHECKPOINT)  # a folder of the user's own files is never written into
+    outputs.check_output(out, folder=True, keep=CHECKPOINT)  # a folder of the user's own files is never written into
     if (out / ADAPTER_RECORD).is_file():
         raise InputError(out, "already holds a tuned adapter; choose another --out")
     recorded = checkpoint_config(out) if out.is_dir() else None

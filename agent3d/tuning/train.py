@@ -38,7 +38,9 @@ class TuneConfig(BaseModel):
 
     Attributes
     ----------
-    method : {"lora", "prompt"}, default "lora"
+    method : {"lora", "prompt", "lora-head", "prompt-head"}, default "lora"
+        Generative (the reply's tokens are the loss), or with a head on the per-line states (the head's loss;
+        :mod:`agent3d.tuning.joint`).
     steps : int, default 1000
         Optimizer steps (one example each).
     minutes : float, optional
@@ -65,7 +67,7 @@ class TuneConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["lora", "prompt"] = "lora"
+    method: Literal["lora", "prompt", "lora-head", "prompt-head"] = "lora"
     steps: int = Field(1000, ge=1)
     minutes: float | None = Field(None, gt=0)
     lr: float | None = Field(None, gt=0, allow_inf_nan=False)
@@ -81,7 +83,7 @@ class TuneConfig(BaseModel):
 
     @property
     def learning_rate(self) -> float:
-        return self.lr or (3e-4 if self.method == "lora" else 3e-2)
+        return self.lr or (3e-4 if self.method.startswith("lora") else 3e-2)
 
 
 def encode(example: TuneExample, tokenizer) -> tuple[list[int], list[int]]:
@@ -95,7 +97,7 @@ def peft_model(base, config: TuneConfig):
     """``base`` wrapped with a fresh prompt-tuning or LoRA adapter (peft); only the adapter trains."""
     from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
-    if config.method == "prompt":
+    if config.method.startswith("prompt"):
         init = getattr(PromptTuningInit, "SAMPLE_VOCAB", PromptTuningInit.RANDOM)
         adapter = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.n_virtual_tokens,
                                      prompt_tuning_init=init)

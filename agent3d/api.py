@@ -1,0 +1,202 @@
+"""The Python API: what a notebook or script needs, and what the CLI's ``detect`` and ``evaluate`` call.
+
+>>> import agent3d
+>>> cloud = agent3d.read_cloud("data_samples/surface_00.txt")
+>>> result = agent3d.detect(cloud, agent3d.DetectConfig(gating="saliency"))
+>>> result.to_json()["object_score"]  # doctest: +SKIP
+
+Errors are exceptions, never exits: :class:`agent3d.file_checks.InputError` (a ``ValueError``) for bad input,
+:class:`agent3d.llm.base.BackendError` when a model cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+from agent3d.cloud import Detection, PointCloud
+from agent3d.config import BackendConfig, DetectConfig
+from agent3d.io import read_cloud, read_references
+
+
+def fitted_scorer(references: Sequence[str | os.PathLike | PointCloud] = (), name: str = "auto", seed: int = 0):
+    """The named scorer fitted on ``references`` (paths, folders or clouds; ``auto``: fused with references, else
+    self-reference; :func:`agent3d.scoring.build_scorer`).
+
+    Raises
+    ------
+    InputError
+        An unreadable reference.
+    ValueError
+        A reference-based scorer without references, or references that cannot be registered.
+    """
+    from agent3d.scoring import build_scorer
+
+    paths = [r for r in references if not isinstance(r, PointCloud)]
+    clouds = [r for r in references if isinstance(r, PointCloud)] + read_references(paths)
+    return build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
+
+
+def check_detect(config: DetectConfig, backend: BackendConfig | None = None) -> None:
+    """Refuse, before any model loads or any cloud is read, a prompt, adapter or learned model that ``config``
+    cannot use (one :class:`InputError` naming it)."""
+    if config.gating == "llm":
+        from agent3d.llm.adapters import resolve
+        from agent3d.prompts import load_prompt
+
+        prompt = load_prompt(config.prompt, config.prompts_dir)
+        backend = backend or BackendConfig()
+        backend.check()
+        adapter = resolve(backend.backend, backend.adapter, backend.model)
+        if adapter is not None:
+            adapter.check_prompt(prompt.name, prompt.digest, config.guidance)
+    if config.gating == "learned":
+        from agent3d.learned import load_learned
+
+        load_learned(config.learned)
+
+
+def detect(cloud: PointCloud | str | os.PathLike, config: DetectConfig | None = None,
+           references: Sequence[str | os.PathLike | PointCloud] = (), backend: BackendConfig | None = None,
+           log_dir: str | os.PathLike | None = None, scorer=None) -> Detection:
+    """One cloud through the whole flow: gating (the language model, the learned baseline, saliency, random or
+    all), then the classical scorer on the gated points.
+
+    Parameters
+    ----------
+    cloud : PointCloud or path
+        A cloud, or any file :func:`agent3d.read_cloud` reads.
+    config : DetectConfig, optional
+        Gating, budget, prompt, scorer... (defaults: ``DetectConfig()``, the language model with the embedded
+        SmolLM2-135M).
+    references : sequence of paths or PointCloud, optional
+        Normal clouds of the same part (reference-based scorers).
+    backend : BackendConfig, optional
+        The model for ``llm`` gating (default: ``BackendConfig()``, the embedded model through llama.cpp).
+    log_dir : path, optional
+        Append every request and reply to ``log_dir/llm_log.jsonl``.
+    scorer : fitted scorer, optional
+        Reuse one (:func:`fitted_scorer`) across many clouds instead of fitting on ``references`` each call.
+
+    Returns
+    -------
+    Detection
+        ``to_json()`` gives a plain dict (the CLI's ``--json``).
+
+    Raises
+    ------
+    InputError, ValueError, BackendError
+    """
+    from agent3d.pipeline import detect as run_detect
+
+    config = config or DetectConfig()
+    check_detect(config, backend)
+    cloud = cloud if isinstance(cloud, PointCloud) else read_cloud(cloud)
+    scorer = scorer or fitted_scorer(references, config.scorer, config.seed)
+    llm = (backend or BackendConfig()).build(log_dir) if config.gating == "llm" else None
+    return run_detect(cloud, config, llm, scorer)
+
+
+def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequence[str] = ("saliency", "random", "all"),
+             prompts: Sequence[str] = ("geom",), config: DetectConfig | None = None,
+             backend: BackendConfig | None = None, references: Sequence[str | os.PathLike] = (),
+             workers: int = 1, concurrency: int = 1, scheduler: str | None = None, remove_plane: bool = True,
+             bootstrap: int = 1000, progress: Callable | None = None) -> dict:
+    """Every gating x prompt on every sample of a dataset, resumable, with metrics per class and overall, bootstrap
+    intervals and paired tests; writes ``out`` (``config.json``, ``samples.jsonl``, ``scores/``, ``summary.json``,
+    reports).
+
+    Parameters
+    ----------
+    dataset : path
+        A labeled folder, Real3D-AD, Anomaly-ShapeNet or MVTec 3D-AD layout (``docs/design.md``).
+    out : path
+        The run folder; rerunning the same call resumes, another configuration is refused.
+    gatings, prompts : sequence of str
+        Gatings to compare; prompts for ``llm`` gating.
+    config, backend : DetectConfig, BackendConfig, optional
+        Every other detection setting, and the model (``llm`` gating).
+    references : sequence of paths
+        Normal clouds for every class (default: each class's own, else self-reference).
+    workers, concurrency : int
+        Parallel processes; samples in flight per process (a hosted model).
+    scheduler : str, optional
+        A Dask scheduler's address (``tcp://HOST:PORT``).
+    remove_plane : bool, default True
+        MVTec 3D-AD: drop the background plane.
+    bootstrap : int, default 1000
+        Resamples of the 95 % intervals (0: none).
+    progress : callable, optional
+        ``progress(total, done)`` returning a context manager that yields ``on_record(record)`` (the CLI's bar).
+
+    Returns
+    -------
+    dict
+        The summary (``summary.json``).
+
+    Raises
+    ------
+    InputError, ValueError, BackendError, agent3d.evaluation.store.RunLocked
+    """
+    from agent3d import __version__
+    from agent3d.evaluation.datasets import load_dataset
+    from agent3d.evaluation.distributed import connect
+    from agent3d.evaluation.report import write_report
+    from agent3d.evaluation.runner import EvalConfig, check_config, run_evaluation
+    from agent3d.evaluation.store import done_keys, run_lock
+    from agent3d.evaluation.summary import summarize
+    from agent3d.outputs import check_output
+    from agent3d.prompts import load_prompt
+
+    out, gatings = Path(out), list(dict.fromkeys(gatings))
+    prompts = list(dict.fromkeys(prompts)) if "llm" in gatings else []
+    config = (config or DetectConfig()).model_copy(update={"gating": gatings[0], "prompt": (prompts or ["geom"])[0]})
+    backend = backend or BackendConfig()
+    hashes = {name: load_prompt(name, config.prompts_dir).digest for name in prompts}
+    adapter = None
+    for gating, prompt in [(g, p) for g in gatings for p in (prompts if g == "llm" else [None])]:
+        check_detect(config.model_copy(update={"gating": gating, "prompt": prompt or config.prompt}), backend)
+    if "llm" in gatings:
+        from agent3d.llm.adapters import resolve
+
+        adapter = resolve(backend.backend, backend.adapter, backend.model)
+    data = load_dataset(dataset)
+    read_references(list(references), remove_plane)  # a bad reference is refused before anything is written
+    check_output(out, folder=True, keep="config.json")
+    run = EvalConfig(dataset=str(dataset), layout=data.layout, gatings=gatings, prompts=prompts, prompt_hashes=hashes,
+                     references=[str(r) for r in references], detect=config, backend=backend,
+                     adapter_hash=adapter.digest if adapter else None, remove_plane=remove_plane, version=__version__)
+    check_config(out, run)
+    client = connect(scheduler) if scheduler else None
+    with run_lock(out), client or nullcontext():
+        total, done = len(data.samples) * len(run.runs()), len(done_keys(out))
+        with (progress or (lambda total, done: nullcontext(None)))(total, done) as on_record:
+            run_evaluation(data, run, out, workers, on_record, concurrency, client)
+        llm = "llm" in gatings
+        summary = summarize(out, run.runs(), {
+            "dataset": str(dataset), "layout": data.layout, "backend": backend.backend if llm else None,
+            "model": (backend.model or "embedded SmolLM2-135M-Instruct") if llm else None,
+            "adapter": f"{backend.adapter or 'embedded'}@{adapter.digest}" if llm and adapter else None,
+            "budget": config.budget, "version": __version__, "bootstrap": bootstrap},
+            n_resamples=bootstrap, seed=config.seed)
+        samples = {(s.class_name, s.name): s for s in data.samples}
+        write_report(out, summary, lambda name, sample: samples[(name, sample)].load(remove_plane).points)
+    return summary
+
+
+def summary_frame(summary: dict):
+    """The per-run rows of an evaluation summary as a pandas DataFrame (one row per gating / prompt, one column per
+    figure; intervals and paired tests stay in the dict).
+
+    Raises
+    ------
+    ImportError
+        pandas is not installed.
+    """
+    import pandas as pd
+
+    rows = {run: {k: v for k, v in figures.items() if not isinstance(v, (dict, list))}
+            for run, figures in summary["per_gating"].items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
