@@ -18,7 +18,9 @@ from pathlib import Path
 
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
+from agent3d.gating import strategy
 from agent3d.io import read_cloud, read_references
+from agent3d.llm.adapters import resolve
 
 
 def fitted_scorer(references: Sequence[str | os.PathLike | PointCloud] = (), name: str = "auto", seed: int = 0):
@@ -41,21 +43,8 @@ def fitted_scorer(references: Sequence[str | os.PathLike | PointCloud] = (), nam
 
 def check_detect(config: DetectConfig, backend: BackendConfig | None = None) -> None:
     """Refuse, before any model loads or any cloud is read, a prompt, adapter or learned model that ``config``
-    cannot use (one :class:`InputError` naming it)."""
-    if config.gating == "llm":
-        from agent3d.llm.adapters import resolve
-        from agent3d.prompts import load_prompt
-
-        prompt = load_prompt(config.prompt, config.prompts_dir)
-        backend = backend or BackendConfig()
-        backend.check()
-        adapter = resolve(backend.backend, backend.adapter, backend.model)
-        if adapter is not None:
-            adapter.check_prompt(prompt.name, prompt.digest, config.guidance)
-    if config.gating == "learned":
-        from agent3d.learned import load_learned
-
-        load_learned(config.learned)
+    cannot use (one :class:`InputError` naming it; :meth:`agent3d.gating.Gating.check`)."""
+    strategy(config.gating).check(config, backend)
 
 
 def detect(cloud: PointCloud | str | os.PathLike, config: DetectConfig | None = None,
@@ -95,7 +84,7 @@ def detect(cloud: PointCloud | str | os.PathLike, config: DetectConfig | None = 
     check_detect(config, backend)
     cloud = cloud if isinstance(cloud, PointCloud) else read_cloud(cloud)
     scorer = scorer or fitted_scorer(references, config.scorer, config.seed)
-    llm = (backend or BackendConfig()).build(log_dir) if config.gating == "llm" else None
+    llm = (backend or BackendConfig()).build(log_dir) if strategy(config.gating).needs_backend else None
     return run_detect(cloud, config, llm, scorer)
 
 
@@ -141,26 +130,25 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
     InputError, ValueError, BackendError, agent3d.evaluation.store.RunLocked
     """
     from agent3d import __version__
-    from agent3d.evaluation.datasets import load_dataset
+    from agent3d.datasets import load_dataset
     from agent3d.evaluation.distributed import connect
     from agent3d.evaluation.report import write_report
-    from agent3d.evaluation.runner import EvalConfig, check_config, run_evaluation
-    from agent3d.evaluation.store import done_keys, run_lock
+    from agent3d.evaluation.runner import run_evaluation
+    from agent3d.evaluation.store import EvalConfig, check_config, done_keys, run_lock
     from agent3d.evaluation.summary import summarize
     from agent3d.outputs import check_output
     from agent3d.prompts import load_prompt
 
     out, gatings = Path(out), list(dict.fromkeys(gatings))
-    prompts = list(dict.fromkeys(prompts)) if "llm" in gatings else []
+    asks = any(strategy(g).needs_backend for g in gatings)
+    prompts = list(dict.fromkeys(prompts)) if any(strategy(g).per_prompt for g in gatings) else []
     config = (config or DetectConfig()).model_copy(update={"gating": gatings[0], "prompt": (prompts or ["geom"])[0]})
     backend = backend or BackendConfig()
     hashes = {name: load_prompt(name, config.prompts_dir).digest for name in prompts}
     adapter = None
-    for gating, prompt in [(g, p) for g in gatings for p in (prompts if g == "llm" else [None])]:
+    for gating, prompt in [(g, p) for g in gatings for p in (prompts if strategy(g).per_prompt else [None])]:
         check_detect(config.model_copy(update={"gating": gating, "prompt": prompt or config.prompt}), backend)
-    if "llm" in gatings:
-        from agent3d.llm.adapters import resolve
-
+    if asks:
         adapter = resolve(backend.backend, backend.adapter, backend.model)
     data = load_dataset(dataset)
     read_references(list(references), remove_plane)  # a bad reference is refused before anything is written
@@ -174,11 +162,10 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
         total, done = len(data.samples) * len(run.runs()), len(done_keys(out))
         with (progress or (lambda total, done: nullcontext(None)))(total, done) as on_record:
             run_evaluation(data, run, out, workers, on_record, concurrency, client)
-        llm = "llm" in gatings
         summary = summarize(out, run.runs(), {
-            "dataset": str(dataset), "layout": data.layout, "backend": backend.backend if llm else None,
-            "model": (backend.model or "embedded SmolLM2-135M-Instruct") if llm else None,
-            "adapter": f"{backend.adapter or 'embedded'}@{adapter.digest}" if llm and adapter else None,
+            "dataset": str(dataset), "layout": data.layout, "backend": backend.backend if asks else None,
+            "model": (backend.model or "embedded SmolLM2-135M-Instruct") if asks else None,
+            "adapter": f"{backend.adapter or 'embedded'}@{adapter.digest}" if asks and adapter else None,
             "budget": config.budget, "version": __version__, "bootstrap": bootstrap},
             n_resamples=bootstrap, seed=config.seed)
         samples = {(s.class_name, s.name): s for s in data.samples}

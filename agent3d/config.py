@@ -1,6 +1,8 @@
-"""One typed configuration: what a detection does (:class:`DetectConfig`) and which model answers
-(:class:`BackendConfig`). The CLI options of ``detect`` and ``evaluate`` are generated from these fields
-(name, default, help), and the evaluation configuration nests them, so the three never drift apart.
+"""One typed configuration: what a detection does (:class:`DetectConfig`), which model answers
+(:class:`BackendConfig`), how a model is tuned (:class:`TuneConfig`) and how synthetic data is made
+(:class:`SynthConfig`). The CLI options of ``detect``, ``evaluate``, ``tune`` and ``synth`` are generated from these
+fields (name, default, help; ``--config FILE.toml`` fills them), and the evaluation configuration nests the first
+two, so they never drift apart.
 """
 
 from __future__ import annotations
@@ -9,16 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from agent3d.llm.base import redact_url
+from agent3d.base import BACKENDS, DEVICES, GATINGS, OBJECT_SCORES, SAMPLERS, SCORERS, InputError, redact_url
 
-# the names the configuration accepts; the stages that implement them import them from here, so reading the
-# configuration (the CLI's help, completion, --version) loads none of their numerical libraries
-GATINGS = ("llm", "learned", "saliency", "random", "all")
-SAMPLERS = ("fps", "voxel")
-SCORERS = ("auto", "self-reference", "memory-bank", "registration", "fused")
-OBJECT_SCORES = ("max", "topk-mean")
-BACKENDS = ("llama-cpp", "openai", "transformers")
-DEVICES = ("auto", "cpu", "cuda")
+TUNE_METHODS = ("lora", "prompt", "head", "prompt-head", "lora-head", "features")
+
+# the options each backend uses beyond --model and --no-cache; any other one given is refused (one line, exit 2)
+BACKEND_OPTIONS = {"llama-cpp": ("adapter",), "openai": ("base_url", "timeout", "retry_seconds"),
+                   "transformers": ("adapter", "device")}
 
 
 class DetectConfig(BaseModel):
@@ -84,25 +83,28 @@ class BackendConfig(BaseModel):
         return redact_url(url)
 
     def check(self) -> None:
-        """Refuse, without loading anything, a ``--model`` path that does not exist (local backends) and an
-        ``openai`` backend without ``--model``.
+        """Refuse, without loading anything, an option this backend cannot use (``BACKEND_OPTIONS``), a
+        ``--model`` path that does not exist (local backends) and an ``openai`` backend without ``--model``.
 
         Raises
         ------
-        agent3d.io.InputError, agent3d.llm.base.BackendError
+        agent3d.base.InputError, agent3d.llm.base.BackendError
         """
         from pathlib import Path
 
-        from agent3d.file_checks import InputError
         from agent3d.llm.base import BackendError
 
-        if self.backend == "openai":
-            if not self.model:
-                raise BackendError("--backend openai needs --model")
-            from agent3d.llm.adapters import resolve
-
-            resolve("openai", self.adapter)
-        elif self.model and not Path(self.model).exists():
+        for name in ("base_url", "timeout", "retry_seconds", "adapter", "device"):
+            value = getattr(self, name)
+            if name in BACKEND_OPTIONS[self.backend] or value in (type(self).model_fields[name].default, "none"):
+                continue
+            users = " and ".join(b for b, options in BACKEND_OPTIONS.items() if name in options)
+            hosted = ", a hosted model" if self.backend == "openai" else ""
+            raise InputError(f"--{name.replace('_', '-')}", f"does not apply to --backend {self.backend}{hosted} "
+                                                            f"(only to {users})")
+        if self.backend == "openai" and not self.model:
+            raise BackendError("--backend openai needs --model")
+        if self.backend != "openai" and self.model and not Path(self.model).exists():
             raise InputError(self.model, "no such model file or folder")
 
     def build(self, log_dir=None):
@@ -110,5 +112,96 @@ class BackendConfig(BaseModel):
         request log (when ``log_dir``); see :func:`agent3d.llm.make_backend` for the errors raised."""
         from agent3d.llm import make_backend
 
-        return make_backend(self.backend, self.model, self.base_url, not self.no_cache, self.timeout,
-                            self.retry_seconds, log_dir, self.adapter, self.device)
+        return make_backend(self, log_dir)
+
+
+class TuneConfig(BaseModel):
+    """Settings of one tuning run (recorded in ``tune.json``; a resumed run must match them).
+
+    Attributes
+    ----------
+    method : {"lora", "prompt", "head", "prompt-head", "lora-head", "features"}, default "lora"
+        Generative (the reply's tokens are the loss), a head on the per-line states (``head``: the frozen model,
+        no torch; ``prompt-head`` / ``lora-head``: trained through the model, :mod:`agent3d.tuning.joint`), or the
+        learned no-LLM baseline (``features``).
+    steps : int, default 1000
+        Optimizer steps (one example each).
+    minutes : float, optional
+        Stop after this many minutes of training instead (validation time included).
+    lr : float, optional
+        Learning rate; default 3e-4 for LoRA, 3e-2 for prompt tuning.
+    virtual_tokens : int, default 20
+        Prompt tuning: learnable tokens.
+    lora_r : int, default 16
+        LoRA rank (alpha = 2 r, dropout 0.05, all attention and MLP projections).
+    lora_layers : int, default 0
+        LoRA in the last ``lora_layers`` decoder layers only (0: every layer).
+    empty_fraction : float, default 0.0
+        Share of the training examples with an empty target (normal clouds, defects no shown point touches)
+        that are kept. Gating needs seeds, so abstaining is never useful; with half the examples empty, a first
+        LoRA run here learned to answer ``[]`` to everything (validation recall 0.00 at step 150).
+    warmup : int, default 30
+    eval_every : int, default 100
+    checkpoint_every : int, default 50
+    n_val : int, default 24
+        Validation examples decoded at each evaluation.
+    seed : int, default 0
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal[TUNE_METHODS] = Field("lora", description="lora (low-rank adapter), prompt (learnable virtual "
+                                          "tokens), head (a probe on the frozen model's per-line states, no torch), "
+                                          "prompt-head / lora-head (virtual tokens or LoRA trained through the model "
+                                          "with that head) or features (the learned no-LLM baseline).")
+    steps: int = Field(1000, ge=1, description="Optimizer steps (one example each).")
+    minutes: float | None = Field(None, gt=0, description="lora / prompt: stop after this many minutes instead.")
+    lr: float | None = Field(None, gt=0, allow_inf_nan=False, description="Learning rate (default 3e-4 LoRA, "
+                                                                          "3e-2 prompt tuning).")
+    virtual_tokens: int = Field(20, ge=1, description="Prompt tuning: learnable tokens.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_layers: int = Field(0, ge=0, description="LoRA in the last N decoder layers only (0: all); cheaper steps.")
+    empty_fraction: float = Field(0.0, ge=0, le=1, description="Share of training examples with an empty target "
+                                                               "kept (normal clouds, defects off the view).")
+    warmup: int = Field(30, ge=0, description="Warm-up steps (linear).")
+    eval_every: int = Field(100, ge=1, description="Validate (a curve point) every N steps.")
+    checkpoint_every: int = Field(50, ge=1, description="lora / prompt: checkpoint every N steps.")
+    n_val: int = Field(24, ge=1, description="lora / prompt: validation examples decoded at each validation.")
+    seed: int = Field(0, description="Seed for the split, the example order and the adapter's initialisation.")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr or (3e-4 if self.method.startswith("lora") else 3e-2)
+
+
+class SynthConfig(BaseModel):
+    """Settings of ``agent3d synth`` (each field is the option of the same name; ``--config FILE.toml`` fills them).
+    Values are checked by :func:`agent3d.synth.make_dataset`, which names what is wrong.
+
+    Attributes
+    ----------
+    n : int, default 20
+    defects : str, default "bulge,dent,crack,hole,scratch"
+    n_points, references : int
+    noise, radius, depth, width, length : float
+        Noise in median point spacings; defect sizes as fractions of the diagonal
+        (:class:`agent3d.synth.DefectParams`).
+    seed : int, default 0
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(20, description="Test samples (a quarter of them normal).")
+    defects: str = Field("bulge,dent,crack,hole,scratch", description="Comma-separated defect types (bulge, dent, "
+                                                                     "crack, scratch, hole, contamination).")
+    n_points: int = Field(20000, description="Points per cloud.")
+    references: int = Field(3, description="Clean reference clouds in references/.")
+    noise: float = Field(0.1, allow_inf_nan=False, description="Sensor noise in median point spacings.")
+    radius: float = Field(0.06, allow_inf_nan=False, description="Bulge, dent, hole and contamination radius, "
+                                                                 "fraction of the diagonal.")
+    depth: float = Field(0.012, allow_inf_nan=False, description="Bulge and dent height, crack depth, fraction of "
+                                                                 "the diagonal.")
+    width: float = Field(0.03, allow_inf_nan=False, description="Crack width (a scratch is half as wide), fraction "
+                                                                "of the diagonal.")
+    length: float = Field(0.25, allow_inf_nan=False, description="Crack length, fraction of the diagonal.")
+    seed: int = Field(0, description="Seed.")

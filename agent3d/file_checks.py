@@ -15,30 +15,12 @@ import stat
 import zipfile
 from pathlib import Path
 
+from agent3d.base import InputError
+
 MAX_HEADER_LINES = 200
 PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2,
              "uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4,
              "double": 8, "float64": 8}
-
-
-class InputError(ValueError):
-    """A file that cannot be used, with the file and the reason in one line.
-
-    Parameters
-    ----------
-    path : str or Path
-        The offending file.
-    reason : str
-        What is wrong with it, in a few words.
-    """
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-    def __reduce__(self):  # crosses process boundaries (joblib, dask) intact
-        return (type(self), (self.path, self.reason))
 
 
 def check_file(path: str | os.PathLike) -> Path:
@@ -311,26 +293,11 @@ def check_folder(path: str | os.PathLike, label: str | None = None) -> Path:
 
 
 def make_folder(path: str | os.PathLike, label: str | None = None) -> Path:
-    """Create ``path`` and its parents as a writable folder, or refuse in one line.
-
-    Parameters
-    ----------
-    path : str or Path
-    label : str, optional
-        What the message names instead of the path (an environment variable, a flag).
-
-    Raises
-    ------
-    InputError
-        A file where the folder or one of its parents should be, or no permission.
-    """
-    path = Path(path)
+    """:func:`check_folder`, then create the folder and its parents (the same errors, and one for a folder the file
+    system still refuses)."""
+    path = check_folder(path, label)
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise InputError(label or path, "exists and is not a folder") from None
     except OSError as error:
         raise InputError(label or path, f"cannot be made a folder ({(error.strerror or 'error').lower()})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise InputError(label or path, "is not a writable folder")
     return path

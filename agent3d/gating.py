@@ -2,9 +2,12 @@
 
 ``--budget`` has one meaning for every strategy: the fraction of full-cloud points scored.
 Every budgeted strategy picks seed points and grows neighbourhoods around them (the points nearest
-to any seed, closest first) until the budget is spent; they differ only in the seeds:
+to any seed, closest first) until the budget is spent; they differ only in the seeds. Each strategy is an object
+(:data:`STRATEGIES`, :func:`strategy`) that knows its seeds, what it needs checked before any work, and whether it
+asks a language model; nothing outside this module compares a gating's name:
 
-- ``llm``: the language model's suspects;
+- ``llm``: the language model's suspects (or a head's, reading the model's states);
+- ``learned``: the lines a small model on the numbers the text shows scores highest (:mod:`agent3d.learned`);
 - ``saliency``: the shown points (the same sample the model reads) with the highest curvature plus
   plane residual, as many as the model may name: the no-LLM baseline that tells whether the model
   adds anything over a geometric rule;
@@ -14,11 +17,22 @@ to any seed, closest first) until the budget is spent; they differ only in the s
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from scipy.spatial import cKDTree
 from scipy.stats import rankdata
 
-from agent3d.config import GATINGS
+from agent3d.agent import run_agent
+from agent3d.base import GATINGS
+from agent3d.cloud import LLMReport, ResolvedSuspect
+from agent3d.config import BackendConfig, DetectConfig
+from agent3d.geometry import CloudContext
+from agent3d.learned import learned_seeds, load_learned
+from agent3d.llm.adapters import resolve
+from agent3d.llm.base import Backend
+from agent3d.prompts import load_prompt
+from agent3d.verbalize import shown_view
 
 
 def budget_count(n_points: int, budget: float) -> int:
@@ -80,12 +94,12 @@ def random_seeds(shown: np.ndarray, n_seeds: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).choice(np.asarray(shown), size=min(n_seeds, len(shown)), replace=False)
 
 
-def gate(strategy: str, points: np.ndarray, seeds: np.ndarray, budget: float) -> np.ndarray:
-    """Indices of the points to score.
+def gate(name: str, points: np.ndarray, seeds: np.ndarray, budget: float) -> np.ndarray:
+    """Indices of the points to score: :meth:`Gating.select` of the strategy ``name``.
 
     Parameters
     ----------
-    strategy : {"llm", "saliency", "random", "all"}
+    name : {"llm", "learned", "saliency", "random", "all"}
     points : ndarray of shape (n_points, 3), float64
     seeds : ndarray of shape (n_seeds,), int64
         Full-cloud indices of the seeds: suspects, salient or random points (ignored by ``all``).
@@ -101,8 +115,132 @@ def gate(strategy: str, points: np.ndarray, seeds: np.ndarray, budget: float) ->
     ValueError
         Unknown strategy or budget outside (0, 1].
     """
-    if strategy == "all":
-        return np.arange(points.shape[0], dtype=np.int64)
-    if strategy in GATINGS:
+    return strategy(name).select(points, seeds, budget)
+
+
+@dataclass
+class Seeds:
+    """What a strategy found on one cloud: seed indices (full cloud, int64), and for ``llm`` the suspects, the
+    model's report and the prompt used."""
+
+    indices: np.ndarray
+    suspects: list[ResolvedSuspect] = field(default_factory=list)
+    report: LLMReport | None = None
+    prompt: str | None = None
+
+
+class Gating:
+    """A gating strategy.
+
+    Attributes
+    ----------
+    name : str
+        One of ``GATINGS``.
+    needs_backend : bool
+        Asks a language model (a backend must be built for it).
+    per_prompt : bool
+        Evaluated once per prompt.
+    budgeted : bool
+        Grows ``--budget`` around its seeds (``all`` scores every point and names no seed).
+    """
+
+    name, needs_backend, per_prompt, budgeted = "", False, False, True
+
+    def check(self, config: DetectConfig, backend: BackendConfig | None = None) -> None:
+        """Refuse, before any cloud is read or model loaded, what this strategy cannot use (one InputError)."""
+
+    def seeds(self, context: CloudContext, shown: np.ndarray, config: DetectConfig,
+              backend: Backend | None = None) -> Seeds:
+        """The seeds among the shown points (``shown``: full-cloud indices, int64)."""
+        return Seeds(np.empty(0, dtype=np.int64))
+
+    def select(self, points: np.ndarray, seeds: np.ndarray, budget: float) -> np.ndarray:
+        """The ``budget`` fraction of ``points`` nearest to any seed (:func:`grow_around`), sorted int64."""
         return grow_around(points, seeds, budget_count(points.shape[0], budget))
-    raise ValueError(f"unknown gating '{strategy}' (expected one of {', '.join(GATINGS)})")
+
+
+class LanguageModelGating(Gating):
+    """``llm``: the suspects the model names in the agent's rounds (:func:`agent3d.agent.run_agent`)."""
+
+    name, needs_backend, per_prompt = "llm", True, True
+
+    def check(self, config: DetectConfig, backend: BackendConfig | None = None) -> None:
+        prompt = load_prompt(config.prompt, config.prompts_dir)
+        backend = backend or BackendConfig()
+        backend.check()
+        adapter = resolve(backend.backend, backend.adapter, backend.model)
+        if adapter is not None:
+            adapter.check_prompt(prompt.name, prompt.digest, config.guidance)
+
+    def seeds(self, context, shown, config, backend=None) -> Seeds:
+        if backend is None:
+            raise ValueError("gating 'llm' needs a language-model backend")
+        prompt = load_prompt(config.prompt, config.prompts_dir)
+        adapter = getattr(backend, "adapter", None)  # a head reads only the prompt and guidance it was trained on
+        if adapter is not None and hasattr(adapter, "check"):
+            adapter.check(prompt.name, prompt.digest, config.guidance)
+        found, report = run_agent(backend, prompt, context, shown_view(context, shown, prompt.format), config.rounds,
+                                  config.max_prompt_tokens, config.retries, config.seed, config.guidance,
+                                  config.max_suspects)
+        points = context.points
+        suspects = [ResolvedSuspect(id=s.id, index=index, xyz=tuple(float(v) for v in points[index]),
+                                    confidence=s.confidence, reason=s.reason) for index, s in found]
+        return Seeds(np.array([s.index for s in suspects], dtype=np.int64), suspects, report, prompt.name)
+
+
+class LearnedGating(Gating):
+    """``learned``: the lines the learned no-LLM baseline scores highest."""
+
+    name = "learned"
+
+    def check(self, config: DetectConfig, backend: BackendConfig | None = None) -> None:
+        load_learned(config.learned)
+
+    def seeds(self, context, shown, config, backend=None) -> Seeds:
+        view = shown_view(context, shown, "xyz+geom")
+        return Seeds(learned_seeds(view, load_learned(config.learned), config.max_suspects))
+
+
+class SaliencyGating(Gating):
+    """``saliency``: the geometric rule (:func:`saliency_seeds`)."""
+
+    name = "saliency"
+
+    def seeds(self, context, shown, config, backend=None) -> Seeds:
+        geometry = context.geometry(shown)
+        return Seeds(saliency_seeds(shown, geometry.curvature, geometry.residual, config.max_suspects))
+
+
+class RandomGating(Gating):
+    """``random``: the chance baseline (:func:`random_seeds`)."""
+
+    name = "random"
+
+    def seeds(self, context, shown, config, backend=None) -> Seeds:
+        return Seeds(random_seeds(shown, config.max_suspects, seed=config.seed))
+
+
+class AllGating(Gating):
+    """``all``: every point scored, no seed."""
+
+    name, budgeted = "all", False
+
+    def select(self, points: np.ndarray, seeds: np.ndarray, budget: float) -> np.ndarray:
+        return np.arange(points.shape[0], dtype=np.int64)
+
+
+STRATEGIES: dict[str, Gating] = {g.name: g for g in (LanguageModelGating(), LearnedGating(), SaliencyGating(),
+                                                      RandomGating(), AllGating())}
+
+
+def strategy(name: str) -> Gating:
+    """The strategy called ``name``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown gating '{name}' (expected one of {', '.join(GATINGS)})")
+    return STRATEGIES[name]

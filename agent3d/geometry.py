@@ -18,18 +18,22 @@ from scipy.spatial import cKDTree
 
 from agent3d.sampling import voxel_downsample
 
-_OPEN3D_RANDOM = threading.Lock()
+_OPEN3D = threading.RLock()
 
 
 @contextmanager
-def open3d_seeded(seed: int) -> Iterator[None]:
-    """Seed open3d's process-wide random generator and hold it for the block: RANSAC (registration, plane
-    fitting) and mesh sampling draw from that one generator, so two threads running them at once would consume
-    each other's draws and lose repeatability. Runs that need it wait for each other."""
+def open3d_serial(seed: int | None = None) -> Iterator[None]:
+    """Run the block as the process's only open3d computation, with its random generator seeded when ``seed`` is
+    given. RANSAC (registration, plane fitting) and mesh sampling draw from one process-wide generator, and
+    open3d's TBB reductions (ICP) are split differently while other threads' open3d work shares the pool: two
+    threads at once consumed each other's draws, and a registration next to another thread's FPFH ended a few
+    ICP iterations elsewhere (scores 0.1 % of their 99th percentile off). Serialized, every thread gets the serial
+    result. Re-entrant."""
     import open3d as o3d
 
-    with _OPEN3D_RANDOM:
-        o3d.utility.random.seed(seed)
+    with _OPEN3D:
+        if seed is not None:
+            o3d.utility.random.seed(seed)
         yield
 
 
@@ -182,14 +186,15 @@ def fpfh(points: np.ndarray, query: np.ndarray | None = None, scales: tuple[int,
     """
     import open3d as o3d
 
-    cloud = o3d.t.geometry.PointCloud(o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float64)))
-    cloud.estimate_normals(max_nn=NORMAL_NEIGHBOURS)
-    indices = None if query is None else o3d.core.Tensor(np.asarray(query, dtype=np.int64))
-    parts = []
-    for k in scales:
-        feature = o3d.t.pipelines.registration.compute_fpfh_feature(cloud, max_nn=int(k), radius=None,
-                                                                    indices=indices)
-        parts.append(feature.numpy().astype(np.float32) / 200.0)
+    with open3d_serial():
+        cloud = o3d.t.geometry.PointCloud(o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float64)))
+        cloud.estimate_normals(max_nn=NORMAL_NEIGHBOURS)
+        indices = None if query is None else o3d.core.Tensor(np.asarray(query, dtype=np.int64))
+        parts = []
+        for k in scales:
+            feature = o3d.t.pipelines.registration.compute_fpfh_feature(cloud, max_nn=int(k), radius=None,
+                                                                        indices=indices)
+            parts.append(feature.numpy().astype(np.float32) / 200.0)
     return np.concatenate(parts, axis=1)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from agent3d.cloud import PointCloud
 from agent3d.file_checks import InputError, check_file, check_tiff
-from agent3d.geometry import open3d_seeded
+from agent3d.geometry import open3d_serial
 
 BORDER_PIXELS = 10
 PLANE_DISTANCE = 0.005  # fraction of the bounding-box diagonal
@@ -111,7 +111,7 @@ def plane_mask(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return np.zeros(valid.shape, dtype=bool)
     diagonal = float(np.linalg.norm(np.ptp(image[valid], axis=0)))
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(border))
-    with open3d_seeded(0):
+    with open3d_serial(0):
         (a, b, c, d), _ = cloud.segment_plane(distance_threshold=PLANE_DISTANCE * diagonal, ransac_n=3,
                                               num_iterations=1000)
     distance = np.abs(image @ np.array([a, b, c]) + d) / np.linalg.norm([a, b, c])

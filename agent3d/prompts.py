@@ -26,6 +26,7 @@ import jinja2.meta
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from agent3d.file_checks import InputError
 from agent3d.verbalize import FORMATS
 
 VARIABLES = frozenset({"points", "legend", "n_shown", "n_total", "tile", "n_tiles", "max_suspects", "guidance"})
@@ -109,7 +110,7 @@ def load_prompt(name: str, prompts_dir: str | Path | None = None) -> PromptTempl
 
     Raises
     ------
-    ValueError
+    InputError
         Unknown name (the message lists the available ones) or a name that is not a plain folder name (a
         prompt never comes from outside ``prompts_dir``); a folder missing ``meta.json`` / ``system.j2`` /
         ``user.j2``; an unknown format in ``meta.json``; a template with a syntax error or a variable the
@@ -117,13 +118,13 @@ def load_prompt(name: str, prompts_dir: str | Path | None = None) -> PromptTempl
     """
     root = Path(prompts_dir) if prompts_dir else shipped_prompts_dir()
     if not _NAME.match(name) or ".." in name:
-        raise ValueError(f"--prompt '{name}': a prompt name is a folder name in {root} (letters, digits, . _ -)")
+        raise InputError(f"--prompt '{name}'", f"a prompt name is a folder name in {root} (letters, digits, . _ -)")
     folder = root / name
     if folder.is_symlink() and root.resolve() not in folder.resolve().parents:
-        raise ValueError(f"{folder}: a prompt folder must lie inside {root} (it points to {folder.resolve()})")
+        raise InputError(folder, f"a prompt folder must lie inside {root} (it points to {folder.resolve()})")
     if not folder.is_dir():
         known = ", ".join(sorted(p.name for p in root.iterdir() if (p / "meta.json").is_file())) if root.is_dir() else ""
-        raise ValueError(f"unknown prompt '{name}' in {root} (available: {known or 'none'})")
+        raise InputError("--prompt", f"unknown prompt '{name}' in {root} (available: {known or 'none'})")
     try:
         meta = json.loads(_read_inside(folder, "meta.json"))
         system, user = _read_inside(folder, "system.j2"), _read_inside(folder, "user.j2")
@@ -132,15 +133,15 @@ def load_prompt(name: str, prompts_dir: str | Path | None = None) -> PromptTempl
         shots = json.loads(_read_inside(folder, "examples.json")) if (folder / "examples.json").exists() else []
         examples = tuple((_text(shot["user"]), _text(shot["assistant"])) for shot in shots)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"prompt folder {folder} is incomplete or invalid: {error}") from None
+        raise InputError(folder, f"prompt folder is incomplete or invalid: {error}") from None
     if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
-        raise ValueError(f"{folder / 'meta.json'}: format must be one of {', '.join(FORMATS)}")
+        raise InputError(folder / "meta.json", f"format must be one of {', '.join(FORMATS)}")
     for source, file, allowed in ((system, folder / "system.j2", VARIABLES), (user, folder / "user.j2", VARIABLES),
                                   (zoom, zoom_file, ZOOM_VARIABLES)):
         check_template(source, file, allowed)
     version = meta.get("version", 1)
     if not isinstance(version, int):
-        raise ValueError(f"{folder / 'meta.json'}: version must be an integer")
+        raise InputError(folder / "meta.json", "version must be an integer")
     template = PromptTemplate(name=str(meta.get("name", name)), version=version,
                               description=str(meta.get("description", "")), format=meta["format"],
                               system=system, user=user, zoom=zoom, examples=examples)
@@ -162,15 +163,15 @@ def _read_inside(folder: Path, name: str) -> str:
 
     Raises
     ------
-    ValueError
+    InputError
         A symlink out of the folder, a FIFO or another non-regular file, naming the file.
     """
     path = folder / name
     real, root = path.resolve(), folder.resolve()
     if root not in real.parents:
-        raise ValueError(f"{path}: a prompt file must lie inside its folder (it points to {real})")
+        raise InputError(path, f"a prompt file must lie inside its folder (it points to {real})")
     if not real.is_file():
-        raise ValueError(f"{path}: not a regular file")
+        raise InputError(path, "not a regular file")
     return real.read_text()
 
 
@@ -189,7 +190,7 @@ def _trial_render(template: PromptTemplate, folder: Path) -> None:
         try:
             template.render(stage, **sample)
         except jinja2.TemplateError as error:
-            raise ValueError(f"{folder}: template refused ({type(error).__name__}: {error})") from None
+            raise InputError(folder, f"template refused ({type(error).__name__}: {error})") from None
 
 
 def check_template(source: str, file: Path, allowed: frozenset[str]) -> None:
@@ -197,19 +198,19 @@ def check_template(source: str, file: Path, allowed: frozenset[str]) -> None:
 
     Raises
     ------
-    ValueError
+    InputError
         Naming the file and, for a syntax error, the line.
     """
     try:
         tree = sandbox().parse(source)
     except jinja2.TemplateSyntaxError as error:
-        raise ValueError(f"{file}: line {error.lineno}: {error.message}") from None
+        raise InputError(file, f"line {error.lineno}: {error.message}") from None
     for node in tree.find_all((jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport,
                                jinja2.nodes.Extends)):
-        raise ValueError(f"{file}: line {node.lineno}: include, import and extends are not allowed in a prompt")
+        raise InputError(file, f"line {node.lineno}: include, import and extends are not allowed in a prompt")
     unknown = sorted(jinja2.meta.find_undeclared_variables(tree) - allowed)
     if unknown:
-        raise ValueError(f"{file}: unknown variable '{unknown[0]}' (templates can use {', '.join(sorted(allowed))})")
+        raise InputError(file, f"unknown variable '{unknown[0]}' (templates can use {', '.join(sorted(allowed))})")
 
 
 def list_prompts(prompts_dir: str | Path | None = None) -> list[PromptTemplate]:

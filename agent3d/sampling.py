@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent3d.config import SAMPLERS
+from agent3d.base import SAMPLERS
 
 
 def farthest_point_sampling(points: np.ndarray, n_samples: int, seed: int = 0) -> np.ndarray:
@@ -33,20 +33,50 @@ def farthest_point_sampling(points: np.ndarray, n_samples: int, seed: int = 0) -
     if n_samples >= n:
         return np.arange(n, dtype=np.int64)
     columns = [np.ascontiguousarray(points[:, axis], dtype=np.float64) for axis in range(3)]
-    selected = np.empty(n_samples, dtype=np.int64)
-    selected[0] = np.random.default_rng(seed).integers(n)
-    distance, squared, difference = np.full(n, np.inf), np.empty(n), np.empty(n)
-    for i in range(n_samples):
-        if i:
-            selected[i] = int(np.argmax(distance))
-        centre = points[selected[i]]
+    squared, difference = np.empty(n), np.empty(n)
+
+    def squared_distance(chosen: int) -> np.ndarray:
         squared.fill(0.0)
         for axis in range(3):  # in-place arithmetic: no temporaries of shape (n, 3)
-            np.subtract(columns[axis], centre[axis], out=difference)
-            difference *= difference
-            squared += difference
-        np.minimum(distance, squared, out=distance)
-    return selected
+            np.subtract(columns[axis], points[chosen, axis], out=difference)
+            np.multiply(difference, difference, out=difference)
+            np.add(squared, difference, out=squared)
+        return squared
+
+    return farthest_first(n, n_samples, int(np.random.default_rng(seed).integers(n)), squared_distance)
+
+
+def farthest_first(n: int, n_keep: int, first: int, distance_to, dtype=np.float64) -> np.ndarray:
+    """Greedy farthest-first selection (Gonzalez's k-centre heuristic, 1985): start at ``first``, then repeatedly
+    keep the item farthest from those kept so far. Farthest point sampling and the memory bank's coreset are
+    this loop over two distances.
+
+    Parameters
+    ----------
+    n : int
+        Items to choose from.
+    n_keep : int
+        Items kept (at most ``n``).
+    first : int
+        The first item kept.
+    distance_to : callable
+        ``distance_to(i)`` -> ndarray of shape (n,): any monotone distance of every item to item ``i``.
+    dtype : numpy dtype, default float64
+        Of the running minimum distance.
+
+    Returns
+    -------
+    ndarray of shape (n_keep,), int64
+        Items in the order they were kept.
+    """
+    chosen = np.empty(n_keep, dtype=np.int64)
+    chosen[0] = first
+    distance = np.full(n, np.inf, dtype=dtype)
+    for i in range(n_keep):
+        if i:
+            chosen[i] = int(np.argmax(distance))
+        np.minimum(distance, distance_to(chosen[i]), out=distance)
+    return chosen
 
 
 def voxel_keys(points: np.ndarray, voxel_size: float) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from agent3d.geometry import local_geometry, median_spacing, open3d_seeded
+from agent3d.geometry import local_geometry, median_spacing, open3d_serial
 from agent3d.cloud import MIN_POINTS
 from agent3d.file_checks import InputError, check_file
 from agent3d.io import CLOUD_EXTENSIONS, read_cloud
@@ -87,7 +87,7 @@ def load_surface(source: str | Path, n_points: int, seed: int = 0) -> tuple[np.n
         mesh = o3d.io.read_triangle_mesh(str(source))
         if len(mesh.triangles):
             check_mesh(source, np.asarray(mesh.vertices), np.asarray(mesh.triangles))
-            with open3d_seeded(seed):
+            with open3d_serial(seed):
                 sampled = mesh.sample_points_uniformly(number_of_points=n_points)
             points = np.asarray(sampled.points)
             return points, local_geometry(points, np.arange(len(points))).normals
@@ -217,7 +217,7 @@ def plant(kind: str, points: np.ndarray, normals: np.ndarray, params: DefectPara
         out = contamination(points, normals, centre, radius, median_spacing(points), rng)
         record.update(radius=radius / 2)
     else:
-        raise ValueError(f"unknown defect '{kind}' (expected one of {', '.join(DEFECTS)})")
+        raise InputError("--defects", f"unknown defect '{kind}' (expected one of {', '.join(DEFECTS)})")
     record["n_labeled"] = int(out[1].sum())
     return out[0], out[1], record
 
@@ -270,13 +270,15 @@ def make_dataset(source: str | Path, out: str | Path, n: int = 20, defects: tupl
     """
     unknown = [d for d in defects if d not in DEFECTS]
     if unknown or not defects or n < 1:
-        raise ValueError(f"defects must be among {', '.join(DEFECTS)} and n >= 1 (got {', '.join(unknown) or n})")
+        raise InputError("--defects/--n", f"defects must be among {', '.join(DEFECTS)} and n >= 1 "
+                                          f"(got {', '.join(unknown) or n})")
     if n_points < MIN_POINTS or n_references < 0 or noise < 0 or not 0 <= normal_fraction <= 1:
-        raise ValueError(f"--n-points must be at least {MIN_POINTS}, --references and --noise at least 0 "
-                         f"(got {n_points}, {n_references}, {noise})")
+        raise InputError("--n-points/--references/--noise", f"--n-points must be at least {MIN_POINTS}, "
+                         f"--references and --noise at least 0 (got {n_points}, {n_references}, {noise})")
     params = params or DefectParams()
     if min(params.radius, params.depth, params.width, params.length) <= 0 or params.radius > 0.5:
-        raise ValueError(f"defect sizes must be positive and the radius at most 0.5 (got {params})")
+        raise InputError("--radius/--depth/--width/--length", f"defect sizes must be positive and the radius at "
+                                                              f"most 0.5 (got {params})")
     out = Path(out)
     check_output(out, folder=True, keep="manifest.json")
     load_surface(source, MIN_POINTS, seed)  # an unreadable source is refused before anything is written

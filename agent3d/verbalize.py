@@ -18,7 +18,8 @@ import numpy as np
 
 from scipy.spatial import cKDTree
 
-from agent3d.geometry import CloudContext, LocalGeometry
+from agent3d.base import InputError
+from agent3d.geometry import CloudContext, LocalGeometry, median_spacing
 from agent3d.sampling import farthest_point_sampling
 
 LEVELS = 100
@@ -71,8 +72,7 @@ class View:
 
     def spacing(self, points: np.ndarray) -> float:
         """Median distance from a shown point to its nearest shown neighbour, in the cloud's units."""
-        shown = points[self.indices]
-        return float(np.median(cKDTree(shown).query(shown, k=min(2, len(shown)))[0][..., -1]))
+        return median_spacing(points[self.indices], n_probe=len(self.indices))
 
 
 def quantize(points: np.ndarray, levels: int = LEVELS) -> np.ndarray:
@@ -265,8 +265,8 @@ def split_into_tiles(view: View, n_tokens: Callable[[np.ndarray], int], max_toke
     tiles = kd_split(view.quantized, lambda rows: n_tokens(rows) > max_tokens)
     for rows in tiles:
         if len(rows) == 1 and n_tokens(rows) > max_tokens:
-            raise ValueError(f"a prompt with a single point needs {n_tokens(rows)} tokens, "
-                             f"over the budget of {max_tokens}")
+            raise InputError("--max-prompt-tokens", f"a prompt with a single point needs {n_tokens(rows)} tokens, "
+                                                    f"over the budget of {max_tokens}")
     return tiles
 
 

@@ -4,11 +4,11 @@ saliency, random and all gatings on the same cloud with the same scorer and budg
 
 from __future__ import annotations
 
-import numpy as np
 
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import DetectConfig
-from agent3d.evaluation.metrics import auroc, gt_regions, region_radius, suspect_recall
+from agent3d.evaluation.metrics import GroundTruth, auroc
+from agent3d.gating import strategy
 
 BASELINES = ("learned", "saliency", "random", "all")
 
@@ -35,12 +35,12 @@ def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) 
     """
     from agent3d.pipeline import detect
 
-    radius = region_radius(cloud.points)
-    regions = gt_regions(cloud.points, cloud.labels, radius)
+    truth = GroundTruth.of(cloud.points, cloud.labels)
 
     def figures(found: Detection) -> dict:
-        hit, total = suspect_recall(cloud.points, regions, np.asarray(found.seeds, dtype=np.int64), radius)
-        return {"p_auroc": auroc(cloud.labels, found.scores), "regions_hit": None if found.gating == "all" else hit,
+        hit, total = truth.regions_hit(found.seeds)
+        return {"p_auroc": auroc(cloud.labels, found.scores),
+                "regions_hit": hit if strategy(found.gating).budgeted else None,
                 "regions": total}
 
     table = {result.gating: figures(result)}

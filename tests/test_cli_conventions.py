@@ -118,3 +118,31 @@ def test_live_status_follows_the_model_only_on_a_terminal():
         assert status.current() is None
     with status.live_status(False, shown_on):  # --quiet
         assert status.current() is None
+
+
+def test_a_bug_is_exit_1_with_its_traceback_and_a_request_to_report_it(monkeypatch):
+    import agent3d.pipeline
+
+    def broken(*args, **kwargs):
+        raise KeyError("an internal key")
+
+    monkeypatch.setattr(agent3d.pipeline, "detect", broken)
+    result = runner.invoke(app, ["detect", str(SAMPLE), "--gating", "saliency"])
+    assert result.exit_code == 1 and "Traceback" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("agent3d: internal error: this is a bug in agent3d")
+
+
+def test_tune_and_synth_options_come_from_their_configurations_and_read_config_files(tmp_path):
+    from test_synth_viz import ROCKER
+
+    config = tmp_path / "synth.toml"
+    config.write_text('n = 4\nn_points = 2000\ndefects = "bulge"\nreferences = 1\n')
+    result = runner.invoke(app, ["synth", str(ROCKER), "--out", str(tmp_path / "d"), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert len(manifest["samples"]) == 4 and {s["type"] for s in manifest["samples"]} <= {"good", "bulge"}
+    (tmp_path / "tune.toml").write_text("virtual_tokens = 0\n")
+    result = runner.invoke(app, ["tune", str(tmp_path / "d"), "--out", str(tmp_path / "a"), "--config",
+                                 str(tmp_path / "tune.toml")])
+    assert result.exit_code == 2 and "virtual" in result.stderr and not (tmp_path / "a").exists()
+    assert "--virtual-tokens" in runner.invoke(app, ["tune", "-h"], terminal_width=200).stdout

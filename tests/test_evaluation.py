@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from agent3d.cli import app
 from agent3d.config import DetectConfig
-from agent3d.evaluation.datasets import load_dataset
+from agent3d.datasets import load_dataset
 from agent3d.evaluation.metrics import (
     aupro,
     auroc,
@@ -21,12 +21,8 @@ from agent3d.evaluation.metrics import (
     suspect_recall,
 )
 from agent3d.evaluation.summary import summarize
-from agent3d.evaluation.runner import (
-    ConfigMismatch,
-    EvalConfig,
-    prepare_output,
-    run_evaluation,
-)
+from agent3d.evaluation.runner import run_evaluation
+from agent3d.evaluation.store import ConfigMismatch, EvalConfig, prepare_output
 from agent3d.io import InputError
 
 runner = CliRunner()

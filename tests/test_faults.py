@@ -102,21 +102,22 @@ def test_backoff_grows_is_jittered_and_honours_retry_after():
 
 
 def test_every_exchange_is_logged_with_cache_hits_and_never_the_key(serve, tmp_path, monkeypatch):
+    from agent3d.config import BackendConfig
     from agent3d.llm import make_backend
 
     secret = "sk-test-never-logged"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     server = serve(OK)
-    logged = make_backend("openai", "m", server.url, use_cache=True, timeout=2.0, retry_seconds=2.0,
-                          log_dir=tmp_path / "logs")
+    logged = make_backend(BackendConfig(backend="openai", model="m", base_url=server.url, timeout=2.0,
+                                        retry_seconds=2.0), tmp_path / "logs")
     for _ in range(2):
         logged.complete(MESSAGES, suspect_schema(["p0", "p1"]))
     lines = [json.loads(line) for line in (tmp_path / "logs" / "llm_log.jsonl").read_text().splitlines()]
     assert [line["cached"] for line in lines] == [False, True] and len(server.requests) == 1
     assert lines[0]["messages"] == MESSAGES and "p1" in lines[0]["reply"] and lines[0]["prompt_tokens"] == 11
     assert all(secret not in path.read_text() for path in tmp_path.rglob("*") if path.is_file())
-    dead = make_backend("openai", "m", f"http://127.0.0.1:{free_port()}/v1", use_cache=False, timeout=1.0,
-                        retry_seconds=0.5, log_dir=tmp_path / "logs")
+    dead = make_backend(BackendConfig(backend="openai", model="m", base_url=f"http://127.0.0.1:{free_port()}/v1",
+                                      no_cache=True, timeout=1.0, retry_seconds=0.5), tmp_path / "logs")
     with pytest.raises(BackendError):
         dead.complete(MESSAGES, suspect_schema(["p0"]))
     assert "error" in json.loads((tmp_path / "logs" / "llm_log.jsonl").read_text().splitlines()[-1])

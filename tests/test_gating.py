@@ -86,3 +86,15 @@ def test_max_suspects_bounds_every_gatings_seeds_and_is_recorded(tmp_path, gatin
                                  "--n-points", "32", "--bootstrap", "0", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["detect"]["max_suspects"] == 5
+
+
+def test_every_configured_gating_is_one_strategy_object():
+    from agent3d.base import GATINGS
+    from agent3d.gating import STRATEGIES, strategy
+
+    assert tuple(STRATEGIES) == GATINGS
+    assert [g for g in GATINGS if strategy(g).needs_backend] == ["llm"] == [g for g in GATINGS
+                                                                          if strategy(g).per_prompt]
+    assert [g for g in GATINGS if not strategy(g).budgeted] == ["all"]
+    with pytest.raises(ValueError, match="unknown gating"):
+        strategy("magic")

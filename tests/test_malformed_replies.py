@@ -14,6 +14,7 @@ from test_faults import OK, backend, view_and_prompt
 from typer.testing import CliRunner
 
 from agent3d.cli import app
+from agent3d.config import BackendConfig
 from agent3d.llm import make_backend
 
 runner = CliRunner()
@@ -58,7 +59,8 @@ def test_a_malformed_stream_is_a_backend_failure_naming_the_server(serve, case):
     from agent3d.llm.base import BackendError
 
     server = serve(MALFORMED_STREAMS[case])
-    streaming = make_backend("openai", "m", server.url, use_cache=False, timeout=2.0, retry_seconds=1.0)
+    streaming = make_backend(BackendConfig(backend="openai", model="m", base_url=server.url, no_cache=True,
+                                           timeout=2.0, retry_seconds=1.0))
     with status.live_status(True, terminal()):  # shown: replies stream
         with pytest.raises(BackendError, match=f"^{server.url}: "):
             streaming.complete([{"role": "user", "content": "u"}], {"type": "object"})
@@ -75,7 +77,8 @@ def test_transport_retries_are_counted_in_the_result(serve):
 
 def test_only_usable_replies_are_cached(serve, isolated_cache):
     server = serve((200, completion("not json at all"), {}), OK)
-    cached = make_backend("openai", "m", server.url, use_cache=True, timeout=2.0, retry_seconds=1.0)
+    cached = make_backend(BackendConfig(backend="openai", model="m", base_url=server.url, timeout=2.0,
+                                        retry_seconds=1.0))
     view, prompt = view_and_prompt()
     found, report = run_round(cached, prompt, view, 500)
     assert [s.id for _, s in found] == ["p1"] and report.calls == 2
@@ -85,9 +88,11 @@ def test_only_usable_replies_are_cached(serve, isolated_cache):
     assert len(server.requests) == 3 and report.cached == 0  # the unusable first answer was not replayed
     assert all("p1" in json.loads(p.read_text())["text"] for p in isolated_cache.glob("*.json"))
     empty = serve((200, completion(""), {}))
-    make_backend("openai", "m", empty.url, use_cache=True).complete([{"role": "user", "content": "q"}], {})
+    make_backend(BackendConfig(backend="openai", model="m", base_url=empty.url)).complete(
+        [{"role": "user", "content": "q"}], {})
     huge = serve((200, completion("x" * 70000), {}))
-    make_backend("openai", "m", huge.url, use_cache=True).complete([{"role": "user", "content": "q"}], {})
+    make_backend(BackendConfig(backend="openai", model="m", base_url=huge.url)).complete(
+        [{"role": "user", "content": "q"}], {})
     assert len(list(isolated_cache.glob("*.json"))) == 2  # neither the empty nor the oversized reply
 
 
@@ -95,7 +100,7 @@ def test_the_cache_key_holds_the_server_and_the_weights(serve, tmp_path):
     first, second = serve(OK), serve(OK)
     messages = [{"role": "user", "content": "same question"}]
     for server in (first, second, first):
-        make_backend("openai", "m", server.url, use_cache=True).complete(messages, {})
+        make_backend(BackendConfig(backend="openai", model="m", base_url=server.url)).complete(messages, {})
     assert len(first.requests) == 1 and len(second.requests) == 1  # one server's replies never answer another's
     keys = set()
     for name in ("a", "b"):

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from agent3d.cli import app
-from agent3d.evaluation.datasets import load_dataset
+from agent3d.datasets import load_dataset
 
 SIZE = 64
 

@@ -152,6 +152,16 @@ def test_detect_reports_the_registration(tmp_path, references, dented):
     assert other.exit_code == 2 and "needs --reference" in other.stderr
 
 
+def test_scoring_writes_nothing_on_the_scorer(references, dented):
+    """The cause of threads scoring clouds with each other's alignment: per-call state on the scorer."""
+    for scorer in (RegistrationScorer().fit(references), FusedScorer().fit(references), MemoryBankScorer().fit(
+            references), build_scorer("self-reference", [])):
+        before = dict(vars(scorer))
+        scorer.score_samples(dented[0], np.arange(0, 8000, 7))
+        assert vars(scorer).keys() == before.keys(), type(scorer).__name__
+        assert all(vars(scorer)[key] is value for key, value in before.items()), type(scorer).__name__
+
+
 def test_one_fitted_scorer_shared_by_8_threads_gives_the_sequential_scores(references):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -165,6 +175,8 @@ def test_one_fitted_scorer_shared_by_8_threads_gives_the_sequential_scores(refer
         with ThreadPoolExecutor(8) as pool:
             shared = list(pool.map(lambda cloud: scorer.score_samples(cloud, gated), jobs))
         for i, scores in enumerate(shared):
+            # open3d's registration itself repeats to about 1e-6 of the transform only (it depends on what the
+            # process registered before): 1 % of the 99th percentile is far below another cloud's alignment
             expected = sequential[i % 5]
-            np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6 * np.percentile(expected, 99))
+            np.testing.assert_allclose(scores, expected, rtol=0, atol=0.01 * np.percentile(expected, 99))
         assert all(scorer.register(c).fitness > 0.9 for c in clouds)

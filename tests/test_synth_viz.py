@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from agent3d.cli import app
-from agent3d.evaluation.datasets import load_dataset
+from agent3d.datasets import load_dataset
 from agent3d.synth import DEFECTS, DefectParams, load_surface, make_dataset, plant
 from agent3d.viz import render
 

@@ -136,7 +136,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     from agent3d.tuning.train import TuneConfig
 
     data = labeled_folder(tmp_path / "data", n=2)
-    config = TuneConfig(method="prompt", steps=4, n_virtual_tokens=4, eval_every=100, checkpoint_every=2, n_val=1)
+    config = TuneConfig(method="prompt", steps=4, virtual_tokens=4, eval_every=100, checkpoint_every=2, n_val=1)
 
     def killed(event):
         if event.get("step") == 3 and "loss" in event:

@@ -68,6 +68,7 @@ def prompts_render(
     from agent3d.agent import prompt_messages
     from agent3d.cli.common import read_guidance
     from agent3d.geometry import CloudContext
+    from agent3d.config import BackendConfig
     from agent3d.llm import make_backend
     from agent3d.prompts import load_prompt
     from agent3d.sampling import sample
@@ -81,7 +82,8 @@ def prompts_render(
         overview, _ = overview_of(context, view, prompt.format)
         messages = prompt_messages(prompt, "user", overview, len(cloud), read_guidance(guidance))(
             np.arange(len(overview.lines)))
-        counter = make_backend(backend.value, model, base_url, use_cache=False)
+        counter = make_backend(BackendConfig(backend=backend.value, model=model, base_url=base_url,
+                                             no_cache=True))
         tokens = counter.count_tokens(messages)
     for message in messages:
         typer.echo(f"--- {message['role']} ---\n{message['content']}")

@@ -1,7 +1,8 @@
 """What the command modules share: options generated from the configuration, the one error-to-exit-code
 wrapper, and input helpers.
 
-Exit codes: 0 ok, 2 bad input (one line naming the file and the problem), 3 backend failure.
+Exit codes: 0 ok, 2 bad input (one line naming the file and the problem), 3 backend failure, 1 a bug in agent3d
+(its traceback and a request to report it).
 """
 
 from __future__ import annotations
@@ -196,17 +197,25 @@ def fail(message: str, code: int) -> None:
 
 @contextmanager
 def exit_codes() -> Iterator[None]:
-    """Turn the errors of bad input into one line and exit 2, backend failures into one line and exit 3."""
+    """Bad input (:class:`InputError`, an invalid option, a run folder of another configuration, a cloud that
+    cannot be registered) is one line and exit 2; a backend failure one line and exit 3; any other exception is a
+    bug in agent3d: its traceback, then a line asking for a report, exit 1."""
     try:
         yield
     except ValidationError as error:
         first = error.errors()[0]
         where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "configuration"
         fail(f"{where}: {first['msg']}", 2)
-    except (InputError, ValueError) as error:
+    except InputError as error:
         fail(str(error), 2)
     except BackendError as error:
         fail(f"backend failure: {error}", 3)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        import traceback
+
+        traceback.print_exc()
+        fail("internal error: this is a bug in agent3d, not in your input; please report it with the traceback "
+             "above and the command", 1)
 
 
 def silence_progress_bars() -> None:

@@ -8,31 +8,29 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from agent3d.cli.common import exit_codes
+from agent3d.cli.common import config_from, config_options, exit_codes
+from agent3d.config import SynthConfig
+from agent3d.file_checks import InputError
 from agent3d.io import read_cloud
 from agent3d.outputs import check_output
 
 
+@config_options(SynthConfig)
 def synth(
     source: Path = typer.Argument(..., help="Clean mesh (.obj .ply .stl .off) or point cloud."),
     out: Path = typer.Option(..., help="Dataset folder to write (labeled-folder layout)."),
-    n: int = typer.Option(20, help="Test samples (a quarter of them normal)."),
-    defects: str = typer.Option("bulge,dent,crack,hole,scratch", help="Comma-separated defect types "
-                                "(bulge, dent, crack, scratch, hole, contamination)."),
-    n_points: int = typer.Option(20000, help="Points per cloud."),
-    references: int = typer.Option(3, help="Clean reference clouds in references/."),
-    noise: float = typer.Option(0.1, help="Sensor noise in median point spacings."),
-    radius: float = typer.Option(0.06, help="Bulge, dent, hole and contamination radius, fraction of the diagonal."),
-    depth: float = typer.Option(0.012, help="Bulge and dent height, crack depth, fraction of the diagonal."),
-    seed: int = typer.Option(0, help="Seed."),
+    **options,
 ) -> None:
     """Make a labeled dataset by planting synthetic defects on a clean scan."""
     from agent3d.synth import DefectParams, make_dataset
 
     with exit_codes():
-        manifest = make_dataset(source, out, n=n, defects=tuple(d.strip() for d in defects.split(",") if d.strip()),
-                                n_points=n_points, n_references=references, noise=noise, seed=seed,
-                                params=DefectParams(radius=radius, depth=depth))
+        config = config_from(SynthConfig, options)
+        manifest = make_dataset(source, out, n=config.n, n_points=config.n_points, n_references=config.references,
+                                defects=tuple(d.strip() for d in config.defects.split(",") if d.strip()),
+                                noise=config.noise, seed=config.seed,
+                                params=DefectParams(radius=config.radius, depth=config.depth, width=config.width,
+                                                    length=config.length))
     kinds = [s["type"] for s in manifest["samples"]]
     Console().print(f"wrote {len(kinds)} samples ({', '.join(f'{k} {kinds.count(k)}' for k in dict.fromkeys(kinds))}) "
                     f"and {len(manifest['references'])} references to {out}")
@@ -52,7 +50,7 @@ def render(
     path = source / "scores.ply" if source.is_dir() else source
     with exit_codes():
         if not 2 <= views <= 4 or width < 100 or height < 100:
-            raise ValueError("--views must be 2-4 and the image at least 100x100 pixels")
+            raise InputError("--views/--width/--height", "2-4 views, an image of at least 100x100 pixels")
         check_output(out, folder=False)
         if path.suffix.lower() == ".ply":
             points, fields = read_ply_fields(path)

@@ -102,6 +102,8 @@ def print_verdict(table: dict) -> None:
 
 def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None:
     """Print the result as rich tables: a summary, then the top suspects."""
+    from agent3d.gating import strategy
+
     console = Console()
     data = result.to_json()
     summary = Table(title=f"agent3d detect {cloud.source}", show_header=False)
@@ -137,5 +139,5 @@ def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None
         for s in result.suspects[:top]:
             table.add_row(s.id, str(s.index), " ".join(f"{v:.3f}" for v in s.xyz), f"{s.confidence:.2f}", s.reason)
         console.print(table)
-    elif result.gating == "llm":
+    elif strategy(result.gating).needs_backend:
         console.print("no suspects: nothing was scored above the floor")

@@ -10,24 +10,21 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from agent3d.cli.common import choices, exit_codes, read_guidance
-from agent3d.config import DEVICES
+from agent3d.cli.common import choices, config_from, config_options, exit_codes, read_guidance
+from agent3d.file_checks import InputError
+from agent3d.base import DEVICES
+from agent3d.config import TuneConfig
 
-Method = choices(("lora", "prompt", "head", "prompt-head", "lora-head", "features"))
 LINES = ("head", "prompt-head", "lora-head", "features")  # methods trained on every shown line's label
 Device = choices(DEVICES)
 
 
+@config_options(TuneConfig)
 def tune(
     dataset: list[Path] = typer.Argument(..., help="Labeled datasets (any layout evaluate reads, e.g. a synth folder, "
                                                    "or labeled .txt/.csv files)."),
     out: Path = typer.Option(..., help="Adapter folder to write (PEFT adapter + tune.json; head.npz + head.json; "
                                        "features.skops + features.json)."),
-    method: Method = typer.Option(Method("lora"), help="lora (low-rank adapter), prompt (learnable virtual tokens), "
-                                                       "head (a probe on the frozen model's per-line states, no "
-                                                       "torch), prompt-head / lora-head (virtual tokens or LoRA "
-                                                       "trained through the model with that head) or features (the "
-                                                       "learned no-LLM baseline)."),
     val: list[Path] = typer.Option([], help="head methods / features: held-out labeled datasets, only scored "
                                             "(repeatable; a quoted pattern such as 'data/surface_1?.txt' is expanded)."),
     max_suspects: int = typer.Option(8, min=1, help="head methods / features: suspects per prompt, the k of the "
@@ -37,36 +34,23 @@ def tune(
     prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates."),
     n_points: int = typer.Option(64, help="Points shown per example; use the same --n-points in detect/evaluate."),
     samplings: int = typer.Option(4, help="Examples per training cloud (different sampling seeds)."),
-    steps: int = typer.Option(1000, help="Optimizer steps (one example each)."),
-    minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes instead of --steps."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (default 3e-4 LoRA, 3e-2 prompt tuning)."),
-    virtual_tokens: int = typer.Option(20, help="Prompt tuning: learnable tokens."),
-    lora_r: int = typer.Option(16, help="LoRA rank."),
-    lora_layers: int = typer.Option(0, help="LoRA in the last N decoder layers only (0: all); cheaper steps."),
-    empty_fraction: float = typer.Option(0.0, help="Share of training examples with an empty target kept "
-                                                   "(normal clouds, defects off the view)."),
-    eval_every: int = typer.Option(100, help="Validate every N steps."),
-    n_val: int = typer.Option(24, help="Validation examples decoded at each validation."),
     guidance: str = typer.Option("", help="Text guidance shown by the templates, or @FILE."),
     device: Device = typer.Option(Device("auto"), help="auto: cuda when available."),
-    seed: int = typer.Option(0, help="Seed for the split, the example order and the adapter's initialisation."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its checkpoint in --out."),
+    **options,
 ) -> None:
     """Tune the model on labeled clouds so that it names the points on a defect."""
     from agent3d.tuning.run import tune as run_tune
-    from agent3d.tuning.train import TuneConfig
 
     with exit_codes():
-        config = TuneConfig(method=method.value if method.value not in ("head", "features") else "lora", steps=steps,
-                            minutes=minutes, lr=lr, n_virtual_tokens=virtual_tokens, lora_r=lora_r,
-                            lora_layers=lora_layers, empty_fraction=empty_fraction, eval_every=eval_every, n_val=n_val,
-                            seed=seed)
-    if method.value in LINES:
-        return _tune_probe(method.value, dataset, out, val, model, prompt, prompts_dir, n_points, samplings, guidance,
+        config = config_from(TuneConfig, options)
+    method, minutes, steps, seed = config.method, config.minutes, config.steps, config.seed
+    if method in LINES:
+        return _tune_probe(method, dataset, out, val, model, prompt, prompts_dir, n_points, samplings, guidance,
                            max_suspects, seed, config, device.value, resume or minutes is not None)
     with exit_codes():
         if n_points < 1 or samplings < 1:
-            raise ValueError("--n-points and --samplings must be >= 1")
+            raise InputError("--n-points/--samplings", "must be >= 1")
         with TuneProgress(None if minutes else steps) as progress:
             record = run_tune(dataset, out, config, model=model, prompt=prompt,
                               prompts_dir=str(prompts_dir) if prompts_dir else None, n_points=n_points,
@@ -86,9 +70,9 @@ def _tune_probe(method: str, dataset: list[Path], out: Path, val: list[Path], mo
     console = Console(stderr=True)
     with exit_codes():
         if n_points < 1 or samplings < 1:
-            raise ValueError("--n-points and --samplings must be >= 1")
+            raise InputError("--n-points/--samplings", "must be >= 1")
         if timed_or_resumed:
-            raise ValueError(f"--method {method} trains for --steps and keeps no checkpoint: --minutes and --resume "
+            raise InputError(f"--method {method}", "trains for --steps and keeps no checkpoint: --minutes and --resume "
                              "apply to lora and prompt")
         with console.status("tuning") as status:
             record = tune_probe(method, dataset, out, val, model, prompt, str(prompts_dir) if prompts_dir else None,

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -138,3 +140,33 @@ def suspect_recall(points: np.ndarray, regions: np.ndarray, suspects: np.ndarray
     near = cKDTree(points[anomalous]).query_ball_point(points[np.asarray(suspects)], r=radius)
     hit = {int(regions[anomalous[i]]) for found in near for i in found}
     return len(hit), total
+
+
+@dataclass
+class GroundTruth:
+    """A labeled cloud's ground-truth regions, against which every run on it is judged (evaluate's records and
+    detect's verdict).
+
+    Attributes
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    radius : float
+        :func:`region_radius` of the cloud, in its units.
+    regions : ndarray of shape (n_points,), int64
+        :func:`gt_regions` (-1 for normal points).
+    """
+
+    points: np.ndarray
+    radius: float
+    regions: np.ndarray
+
+    @classmethod
+    def of(cls, points: np.ndarray, labels: np.ndarray) -> "GroundTruth":
+        """The regions of ``labels`` (shape (n_points,), {0, 1}) on ``points``."""
+        radius = region_radius(points)
+        return cls(points, radius, gt_regions(points, labels, radius))
+
+    def regions_hit(self, seeds) -> tuple[int, int]:
+        """Regions with a seed (full-cloud indices, int64) within the radius, and regions in all
+        (:func:`suspect_recall`)."""
+        return suspect_recall(self.points, self.regions, np.asarray(seeds, dtype=np.int64), self.radius)

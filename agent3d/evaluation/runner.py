@@ -8,133 +8,28 @@ what is done; a different configuration in the same folder is refused.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from agent3d.config import BackendConfig, DetectConfig
-from agent3d.evaluation.datasets import Dataset, Sample
-from agent3d.evaluation.metrics import gt_regions, region_radius, suspect_recall
-from agent3d.evaluation.store import ARRAYS, append_record, done_among, parse_record, run_lock
-from agent3d.file_checks import InputError, make_folder
+from agent3d.datasets import Dataset, Sample
+from agent3d.evaluation.metrics import GroundTruth
+from agent3d.evaluation.store import ARRAYS, EvalConfig, SampleRecord, append_record, prepare_output, run_lock
+from agent3d.file_checks import InputError
+from agent3d.gating import strategy
 from agent3d.io import read_references
-from agent3d.outputs import write_text
 from agent3d.llm.base import BackendError
 from agent3d.scoring import RegistrationError
 
-RESUMABLE = ("no_cache", "timeout", "retry_seconds", "device")
 _PROCESS_CACHE: dict = {}  # per worker process: the loaded model and the memory banks
 _BUILD_LOCK = threading.RLock()  # threads of one process (--concurrency, Dask worker threads) build each once
-
-
-class ConfigMismatch(ValueError):
-    """The output folder holds a run made with another configuration."""
-
-
-class EvalConfig(BaseModel):
-    """Everything that determines an evaluation's results (recorded in ``config.json``).
-
-    Attributes
-    ----------
-    dataset, layout : str
-    gatings : list of str
-        Gatings to compare (``--gating``, repeatable).
-    prompts : list of str
-        Prompts for ``llm`` gating (``--prompt``, repeatable), with their content hashes in ``prompt_hashes``.
-    references : list of str
-        ``--reference`` for every class (default: each class's own references).
-    detect : DetectConfig
-        Every other detection setting (its ``gating`` and ``prompt`` are set per run).
-    backend : BackendConfig
-    adapter_hash : str, optional
-        Content hash of the adapter (transformers backend).
-    remove_plane : bool
-        Organized (MVTec 3D-AD) clouds: drop the background plane (``--keep-plane`` turns it off).
-    version : str
-        agent3d version.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str
-    layout: str
-    gatings: list[str]
-    prompts: list[str]
-    prompt_hashes: dict[str, str]
-    references: list[str] = Field(default_factory=list)
-    detect: DetectConfig = Field(default_factory=DetectConfig)
-    backend: BackendConfig = Field(default_factory=BackendConfig)
-    adapter_hash: str | None = None
-    remove_plane: bool = True
-    version: str = ""
-
-    def runs(self) -> list[tuple[str, str | None]]:
-        """(gating, prompt) pairs: ``llm`` once per prompt, every other gating once with no prompt."""
-        return [(g, p) for g in self.gatings for p in (self.prompts if g == "llm" else [None])]
-
-    def flat(self) -> dict:
-        """Dotted keys and values, without the settings a resumed run may change (cache, timeouts, device)."""
-        data = self.model_dump()
-        flat = {k: v for k, v in data.items() if not isinstance(v, dict) or k == "prompt_hashes"}
-        for group in ("detect", "backend"):
-            flat.update({f"{group}.{k}": v for k, v in data[group].items() if k not in RESUMABLE})
-        return flat
 
 
 def run_key(sample: Sample, gating: str, prompt: str | None) -> str:
     """Identity of one line of ``samples.jsonl``."""
     return f"{sample.class_name}/{sample.name}/{gating}/{prompt or '-'}"
-
-
-def prepare_output(out: Path, config: EvalConfig) -> set[str]:
-    """Create or reopen ``out`` (the caller holds :func:`run_lock`): check ``config.json``, drop a torn
-    last line, return the keys done.
-
-    Raises
-    ------
-    ConfigMismatch
-        When ``out/config.json`` records another configuration (the message names the fields).
-    """
-    make_folder(out / "scores")
-    if not check_config(out, config):
-        write_text(out / "config.json", config.model_dump_json(indent=2) + "\n")
-    lines = out / "samples.jsonl"
-    if not lines.is_file():
-        return set()
-    text = lines.read_text()
-    records = [r for r in map(parse_record, text.splitlines()) if r is not None]
-    kept = "".join(json.dumps(r) + "\n" for r in records)
-    if kept != text:  # a killed writer left a torn line: replace the file whole, never truncate it in place
-        write_text(lines, kept)
-    return done_among(out, records)
-
-
-def check_config(out: Path, config: EvalConfig) -> bool:
-    """True when ``out/config.json`` records ``config`` (settings a resume may change aside), False when
-    there is none (read only).
-
-    Raises
-    ------
-    ConfigMismatch
-        When it records another configuration (the message names the fields).
-    """
-    recorded = out / "config.json"
-    if not recorded.is_file():
-        return False
-    try:
-        previous = EvalConfig.model_validate_json(recorded.read_text()).flat()
-    except ValueError:
-        raise ConfigMismatch(f"{recorded}: not a configuration of this agent3d version; use another --out") from None
-    current = config.flat()
-    changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-    if changed:
-        raise ConfigMismatch(f"{out}: holds a run with another configuration ({', '.join(changed)} differ); "
-                             "use another --out or the same settings")
-    return True
 
 
 def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: EvalConfig,
@@ -152,11 +47,11 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
     agent3d.io.InputError
         A model that cannot be loaded (the batch stops).
     """
-    backend = _backend(config, out) if any(gating == "llm" for gating, _ in runs) else None  # its errors stop the batch
+    asks = any(strategy(gating).needs_backend for gating, _ in runs)
+    backend = _backend(config, out) if asks else None  # its errors stop the batch
     try:
         cloud = sample.load(config.remove_plane)
-        radius = region_radius(cloud.points)
-        regions = gt_regions(cloud.points, cloud.labels, radius)
+        truth = GroundTruth.of(cloud.points, cloud.labels)
         scorer = _scorer(sample.class_name, references, config.detect.scorer, config.detect.seed, config.remove_plane)
     except BackendError:
         raise
@@ -165,7 +60,7 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
     records = []
     for gating, prompt in runs:
         try:
-            records.append(_run(sample, cloud, regions, radius, scorer, gating, prompt, config, backend))
+            records.append(_run(sample, cloud, truth, scorer, gating, prompt, config, backend))
         except BackendError:
             raise
         except Exception as error:
@@ -176,36 +71,36 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
 def failure(sample: Sample, gating: str, prompt: str | None, error: Exception) -> dict:
     """The record of a run that could not be done, with the reason in one line naming the file."""
     reason = str(error) if isinstance(error, InputError) else f"{sample.path}: {type(error).__name__}: {error}"
-    return {"key": run_key(sample, gating, prompt), "class": sample.class_name, "sample": sample.name,
-            "gating": gating, "prompt": prompt, "failed": " ".join(reason.split())[:500]}
+    return SampleRecord(key=run_key(sample, gating, prompt), class_name=sample.class_name, sample=sample.name,
+                        gating=gating, prompt=prompt, failed=" ".join(reason.split())[:500]).to_dict()
 
 
-def _run(sample: Sample, cloud, regions: np.ndarray, radius: float, scorer, gating: str, prompt: str | None,
-         config: EvalConfig, backend) -> dict:
+def _run(sample: Sample, cloud, truth: GroundTruth, scorer, gating: str, prompt: str | None, config: EvalConfig,
+         backend) -> dict:
     from agent3d.pipeline import detect
 
     detect_config = config.detect.model_copy(update={"gating": gating, "prompt": prompt or config.detect.prompt})
     try:
-        result = detect(cloud, detect_config, backend if gating == "llm" else None, scorer)
+        result = detect(cloud, detect_config, backend if strategy(gating).needs_backend else None, scorer)
     except RegistrationError as error:
         raise InputError(sample.path, str(error)) from None
     key = run_key(sample, gating, prompt)
     scores_file = Path("scores") / (key.replace("/", "__") + ".npz")
-    arrays = {"scores": result.scores.astype(np.float32), "labels": cloud.labels, "regions": regions.astype(np.int32)}
-    hit, total = suspect_recall(cloud.points, regions, np.asarray(result.seeds, dtype=np.int64), radius)
+    arrays = {"scores": result.scores.astype(np.float32), "labels": cloud.labels,
+              "regions": truth.regions.astype(np.int32)}
+    hit, total = truth.regions_hit(result.seeds)
     llm = result.llm
-    return {
-        "key": key, "class": sample.class_name, "sample": sample.name, "gating": gating, "prompt": prompt,
-        "label": int(cloud.labels.max()), "object_score": result.object_score,
-        "n_points": result.n_points, "n_scored": result.n_scored,
-        "regions": total, "regions_hit": hit if gating != "all" else None,
-        "tokens_prompt": llm.prompt_tokens if llm else 0, "tokens_completion": llm.completion_tokens if llm else 0,
-        "llm_seconds": round(llm.seconds, 3) if llm else 0.0, "seconds": round(result.seconds, 3),
-        "llm_calls": llm.calls if llm else 0, "llm_retries": llm.transport_retries if llm else 0,
-        "llm_cached": llm.cached if llm else 0,
-        "llm_failures": len(llm.failures) if llm else 0, "dropped": llm.dropped if llm else None,
-        "suspects": [s.to_json() for s in result.suspects], "seeds": result.seeds,
-        "scorer": result.scorer, "scores_file": str(scores_file), ARRAYS: arrays}
+    record = SampleRecord(
+        key=key, class_name=sample.class_name, sample=sample.name, gating=gating, prompt=prompt,
+        label=int(cloud.labels.max()), object_score=result.object_score, n_points=result.n_points,
+        n_scored=result.n_scored, regions=total, regions_hit=hit if strategy(gating).budgeted else None,
+        tokens_prompt=llm.prompt_tokens if llm else 0, tokens_completion=llm.completion_tokens if llm else 0,
+        llm_seconds=round(llm.seconds, 3) if llm else 0.0, seconds=round(result.seconds, 3),
+        llm_calls=llm.calls if llm else 0, llm_retries=llm.transport_retries if llm else 0,
+        llm_cached=llm.cached if llm else 0, llm_failures=len(llm.failures) if llm else 0,
+        dropped=llm.dropped if llm else None, suspects=[s.to_json() for s in result.suspects], seeds=result.seeds,
+        scorer=result.scorer, scores_file=str(scores_file))
+    return {**record.to_dict(), ARRAYS: arrays}
 
 
 def _scorer(class_name: str, references: list[str], name: str, seed: int, remove_plane: bool = True):
@@ -265,8 +160,9 @@ def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int
         ``concurrency`` with a local backend or with ``workers`` > 1.
     ConfigMismatch, agent3d.llm.base.BackendError
     """
-    if concurrency > 1 and (workers > 1 or ("llm" in config.gatings and config.backend.backend != "openai")):
-        raise ValueError("--concurrency needs --workers 1, and --backend openai for llm gating (local models "
+    asks = any(strategy(g).needs_backend for g in config.gatings)
+    if concurrency > 1 and (workers > 1 or (asks and config.backend.backend != "openai")):
+        raise InputError("--concurrency", "needs --workers 1, and --backend openai for llm gating (local models "
                          "run one request at a time)")
     with run_lock(out):
         fresh = not (out / "config.json").is_file()

@@ -34,7 +34,7 @@ def list_runs(root: str | Path) -> list[dict]:
     else:
         folders = sorted(p for p in root.iterdir() if p.is_dir() and is_run(p)) if root.is_dir() else []
     if not folders:
-        raise ValueError(f"{root}: no evaluation run here (a run folder has config.json and summary.json)")
+        raise InputError(root, "no evaluation run here (a run folder has config.json and summary.json)")
     entries = []
     for folder in folders:
         config, summary = read_run_file(folder, "config.json"), read_run_file(folder, "summary.json")
@@ -98,11 +98,11 @@ def load_rows(spec: str) -> dict[str, dict]:
     """
     folder, _, row = spec.partition("#")
     if not is_run(Path(folder)):
-        raise ValueError(f"{folder}: not an evaluation run (no config.json and summary.json)")
+        raise InputError(folder, "not an evaluation run (no config.json and summary.json)")
     rows = read_run_file(Path(folder), "summary.json")["per_run"]
     if row:
         if row not in rows:
-            raise ValueError(f"{folder}: no row '{row}' (rows: {', '.join(rows)})")
+            raise InputError(folder, f"no row '{row}' (rows: {', '.join(rows)})")
         return {row: rows[row]}
     return rows
 

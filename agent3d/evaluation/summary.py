@@ -7,7 +7,6 @@ fields of the summary are those of the first run (first ``--gating`` with the fi
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from agent3d.evaluation.statistics import (
     intervals,
     paired_difference,
 )
+from agent3d.evaluation.store import read_lines, scores_usable
+from agent3d.file_checks import InputError
 
 COLUMNS = [("p_auroc", "P-AUROC"), ("o_auroc", "O-AUROC"), ("aupro", "AUPRO"), ("ap", "AP"),
            ("suspect_recall", "suspect recall"), ("fraction_scored", "fraction scored"),
@@ -40,12 +41,7 @@ def run_name(gating: str, prompt: str | None) -> str:
 def read_records(out: Path, failed: bool = False) -> list[dict]:
     """The records of ``out/samples.jsonl`` (empty when there is none): the finished runs, or with
     ``failed=True`` those that could not be done (they carry ``"failed"``, the reason)."""
-    path = Path(out) / "samples.jsonl"
-    if not path.is_file():
-        return []
-    from agent3d.evaluation.store import scores_usable
-
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_lines(Path(out))
     if failed:
         return [r for r in records if "failed" in r]
     usable = {}  # the last usable record of each key: a sample redone after its score file went bad replaces it
@@ -118,7 +114,7 @@ def summarize(out: Path, runs: list[tuple[str, str | None]], meta: dict, n_resam
     records, failures = read_records(out), read_records(out, failed=True)
     if not records:
         first = f"; e.g. {failures[0]['failed']}" if failures else ""
-        raise ValueError(f"{out}: no finished sample to summarize ({len(failures)} failed{first})")
+        raise InputError(out, f"no finished sample to summarize ({len(failures)} failed{first})")
     grouped = defaultdict(list)
     for record in records:
         grouped[run_name(record["gating"], record["prompt"])].append(record)

@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
+
 
 Messages = list[dict[str, str]]
 
@@ -106,20 +106,6 @@ def response_schema(model: type[BaseModel]) -> dict:
         return node
 
     return inline(schema)
-
-
-def redact_url(url: str | None) -> str | None:
-    """``url`` with any user name and password replaced by ``***`` (for records, logs and messages).
-
-    >>> redact_url("http://user:secret@host:8000/v1")
-    'http://***@host:8000/v1'
-    """
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 _SECRETS: set[str] = set()

@@ -19,7 +19,8 @@ import urllib.request
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
-from agent3d.llm.base import BackendError, Messages, Reply, redact, redact_url, register_secret
+from agent3d.base import redact_url
+from agent3d.llm.base import BackendError, Messages, Reply, redact, register_secret
 from agent3d.llm.status import report, status_open
 
 CHARS_PER_TOKEN = 4.0  # fallback estimate when no tokenizer can be reached

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent3d.config import OBJECT_SCORES, SCORERS
+from agent3d.base import OBJECT_SCORES, SCORERS, InputError
 from agent3d.scoring.common import ScorerBase
 from agent3d.scoring.fused import FusedScorer
 from agent3d.scoring.memory_bank import MemoryBankScorer
@@ -39,11 +39,11 @@ def resolve_scorer(name: str, has_references: bool) -> str:
         Unknown name, or a reference-based scorer without references.
     """
     if name not in SCORERS:
-        raise ValueError(f"unknown scorer '{name}' (expected one of {', '.join(SCORERS)})")
+        raise InputError("--scorer", f"unknown scorer '{name}' (expected one of {', '.join(SCORERS)})")
     if name == "auto":
         return "fused" if has_references else "self-reference"
     if name != "self-reference" and not has_references:
-        raise ValueError(f"scorer '{name}' needs --reference clouds of normal parts")
+        raise InputError("--scorer", f"'{name}' needs --reference clouds of normal parts")
     return name
 
 

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from agent3d.geometry import group_features
+from agent3d.sampling import farthest_first
 from agent3d.scoring.common import (
     MAX_WORKING_POINTS,
     ScorerBase,
@@ -115,7 +116,8 @@ class MemoryBankScorer(ScorerBase):
 
 
 def greedy_coreset(features: np.ndarray, n_keep: int, seed: int = 0, projection_dim: int = 32) -> np.ndarray:
-    """Greedy k-centre coreset: repeatedly keep the feature farthest from those kept so far.
+    """Greedy k-centre coreset: repeatedly keep the feature farthest from those kept so far
+    (:func:`agent3d.sampling.farthest_first` in the projected feature space).
 
     As in PatchCore (Roth et al., CVPR 2022): distances are computed after a seeded Gaussian random
     projection to ``projection_dim`` dimensions (Johnson-Lindenstrauss) for speed.
@@ -142,14 +144,9 @@ def greedy_coreset(features: np.ndarray, n_keep: int, seed: int = 0, projection_
     projected = np.asarray(features, dtype=np.float32)
     if dim > projection_dim:
         projected = projected @ (rng.normal(size=(dim, projection_dim)) / np.sqrt(projection_dim)).astype(np.float32)
-    chosen = np.empty(n_keep, dtype=np.int64)
-    chosen[0] = rng.integers(n)
     norms = np.einsum("ij,ij->i", projected, projected)
-    distance = np.full(n, np.inf, dtype=np.float32)
-    for i in range(n_keep):
-        if i:
-            chosen[i] = int(np.argmax(distance))
-        centre = projected[chosen[i]]
-        # |a - c|^2 = |a|^2 + |c|^2 - 2 a.c : one matrix-vector product per step
-        np.minimum(distance, norms + norms[chosen[i]] - 2.0 * (projected @ centre), out=distance)
-    return chosen
+
+    def squared_distance(chosen: int) -> np.ndarray:  # |a - c|^2 = |a|^2 + |c|^2 - 2 a.c : one product per step
+        return norms + norms[chosen] - 2.0 * (projected @ projected[chosen])
+
+    return farthest_first(n, n_keep, int(rng.integers(n)), squared_distance, dtype=np.float32)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent3d.geometry import open3d_seeded
+from agent3d.base import InputError
+from agent3d.geometry import open3d_serial
 from agent3d.scoring.common import ScorerBase, smooth, working_cloud
 
 VOXEL_FRACTION = 0.02  # voxel edge for the coarse stage, as a fraction of the bounding-box diagonal
@@ -23,8 +24,9 @@ MIN_FITNESS = 0.5
 REMEMBERED = 8  # alignments kept per scorer (the clouds in flight: one per thread, a few gatings each)
 
 
-class RegistrationError(ValueError):
-    """No reference could be aligned well enough (fitness below the threshold)."""
+class RegistrationError(InputError):
+    """No reference could be aligned well enough (fitness below the threshold): the references do not fit the
+    cloud (bad input, exit 2)."""
 
 
 @dataclass
@@ -61,7 +63,8 @@ def _cloud(points: np.ndarray, normal_radius: float):
     import open3d as o3d
 
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64)))
-    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=normal_radius, max_nn=30))
+    with open3d_serial():
+        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=normal_radius, max_nn=30))
     return cloud
 
 
@@ -89,14 +92,12 @@ def register(points: np.ndarray, reference: np.ndarray, seed: int = 0, voxel_fra
 
     Notes
     -----
-    The whole registration holds open3d's random generator (:func:`agent3d.geometry.open3d_seeded`): concurrent
-    RANSAC runs would consume each other's draws, and ICP run beside other open3d work in other threads stopped at
-    other iterations (scores 0.2 % of their 99th percentile off the serial ones), so a registration gives the
-    serial result in any thread.
+    The whole registration is the process's only open3d computation while it runs
+    (:func:`agent3d.geometry.open3d_serial`), so it gives the serial result in any thread.
     """
     import open3d as o3d
 
-    with open3d_seeded(seed):  # one registration at a time per process (see the Notes)
+    with open3d_serial(seed):  # one registration at a time per process (see the Notes)
         reg = o3d.pipelines.registration
         voxel = voxel_fraction * float(np.linalg.norm(np.ptp(reference, axis=0)))
         full_source, full_target = _cloud(points, 2 * voxel), _cloud(reference, 2 * voxel)
@@ -131,7 +132,7 @@ def register_best(points: np.ndarray, references: list[np.ndarray], seed: int = 
     best = max((register(points, r, seed=seed, reference_index=i) for i, r in enumerate(references)),
                key=lambda result: result.fitness)
     if best.fitness < min_fitness:
-        raise RegistrationError(f"registration failed: best fitness {best.fitness:.2f} < {min_fitness} "
+        raise RegistrationError("--reference", f"registration failed: best fitness {best.fitness:.2f} < {min_fitness} "
                                 f"against {len(references)} reference(s)")
     return best
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from agent3d.geometry import fpfh
+from agent3d.geometry import fpfh, median_spacing
 from agent3d.sampling import farthest_point_sampling
 from agent3d.scoring.common import (
     CHUNK,
@@ -76,7 +76,7 @@ class SelfReferenceScorer(ScorerBase):
         candidates = working_cloud(points, 4 * self.bank_size, self.seed)
         bank_index = np.sort(candidates[farthest_point_sampling(points[candidates], self.bank_size, seed=self.seed)])
         spatial = cKDTree(points[bank_index])
-        radius = self.exclusion * float(np.median(spatial.query(points[bank_index], k=2)[0][:, 1]))
+        radius = self.exclusion * median_spacing(points[bank_index], spatial, n_probe=len(bank_index))
         # one FPFH pass (and one normal estimation) for the bank and the scored points together
         members, position = np.unique(np.concatenate([bank_index, indices]), return_inverse=True)
         both = fpfh(points, members)

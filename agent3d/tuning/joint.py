@@ -23,7 +23,8 @@ import numpy as np
 from agent3d.llm.torch_states import last_states, line_positions
 from agent3d.tuning.heads import HEAD_CANDIDATES, choose_head, f1_threshold, fit_head
 from agent3d.tuning.lines import LineExample
-from agent3d.tuning.train import TuneConfig, learning_rate_at, peft_model
+from agent3d.config import TuneConfig
+from agent3d.tuning.train import learning_rate_at, peft_model
 
 HEAD_LR = 1e-3  # the head's learning rate (AdamW): its inputs are standardised, so one rate fits any model
 LINEAR = {name: spec for name, spec in HEAD_CANDIDATES.items() if spec[0] == "logistic"}

@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 from agent3d.agent import prompt_messages
 from agent3d.cloud import PointCloud
 from agent3d.evaluation.metrics import gt_regions, region_radius
-from agent3d.file_checks import make_folder
+from agent3d.file_checks import InputError, make_folder
 from agent3d.geometry import CloudContext
 from agent3d.gating import saliency_seeds
 from agent3d.learned import line_features
@@ -98,7 +98,7 @@ def line_examples(cloud: PointCloud, prompt: PromptTemplate, n_points: int, seed
         A ``regions`` prompt (heads read point lines).
     """
     if prompt.format not in POINT_FORMATS:
-        raise ValueError(f"prompt '{prompt.name}' shows regions; heads and the learned baseline read point lines")
+        raise InputError("--prompt", f"'{prompt.name}' shows regions; heads and the learned baseline read point lines")
     points, labels = cloud.points, cloud.labels
     radius = region_radius(points)
     regions = gt_regions(points, labels, radius)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from agent3d import outputs
-from agent3d.evaluation.datasets import load_dataset
+from agent3d.datasets import load_dataset
 from agent3d.file_checks import InputError
 from agent3d.learned import FEATURES, MODEL_FILE, RECORD_FILE, N_NEAR
 from agent3d.llm.head import HEAD_RECORD, HEAD_WEIGHTS, forward

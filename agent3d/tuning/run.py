@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from agent3d import outputs
-from agent3d.evaluation.datasets import load_dataset
+from agent3d.datasets import load_dataset
 from agent3d.file_checks import InputError
 from agent3d.outputs import write_json
 from agent3d.llm.transformers import (

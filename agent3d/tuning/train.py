@@ -21,69 +21,15 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from agent3d.agent import ReplyError, parse_reply
+from agent3d.config import TuneConfig
 from agent3d.llm.transformers import SchemaDecoder, chat_ids
 from agent3d.tuning.examples import TuneExample
 
 CHECKPOINT = "checkpoint"
-
-
-class TuneConfig(BaseModel):
-    """Settings of one tuning run (recorded in ``tune.json``; a resumed run must match them).
-
-    Attributes
-    ----------
-    method : {"lora", "prompt", "lora-head", "prompt-head"}, default "lora"
-        Generative (the reply's tokens are the loss), or with a head on the per-line states (the head's loss;
-        :mod:`agent3d.tuning.joint`).
-    steps : int, default 1000
-        Optimizer steps (one example each).
-    minutes : float, optional
-        Stop after this many minutes of training instead (validation time included).
-    lr : float, optional
-        Learning rate; default 3e-4 for LoRA, 3e-2 for prompt tuning.
-    n_virtual_tokens : int, default 20
-        Prompt tuning: learnable tokens.
-    lora_r : int, default 16
-        LoRA rank (alpha = 2 r, dropout 0.05, all attention and MLP projections).
-    lora_layers : int, default 0
-        LoRA in the last ``lora_layers`` decoder layers only (0: every layer).
-    empty_fraction : float, default 0.0
-        Share of the training examples with an empty target (normal clouds, defects no shown point touches)
-        that are kept. Gating needs seeds, so abstaining is never useful; with half the examples empty, a first
-        LoRA run here learned to answer ``[]`` to everything (validation recall 0.00 at step 150).
-    warmup : int, default 30
-    eval_every : int, default 100
-    checkpoint_every : int, default 50
-    n_val : int, default 24
-        Validation examples decoded at each evaluation.
-    seed : int, default 0
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["lora", "prompt", "lora-head", "prompt-head"] = "lora"
-    steps: int = Field(1000, ge=1)
-    minutes: float | None = Field(None, gt=0)
-    lr: float | None = Field(None, gt=0, allow_inf_nan=False)
-    n_virtual_tokens: int = Field(20, ge=1)
-    lora_r: int = Field(16, ge=1)
-    lora_layers: int = Field(0, ge=0)
-    empty_fraction: float = Field(0.0, ge=0, le=1)
-    warmup: int = Field(30, ge=0)
-    eval_every: int = Field(100, ge=1)
-    checkpoint_every: int = Field(50, ge=1)
-    n_val: int = Field(24, ge=1)
-    seed: int = 0
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr or (3e-4 if self.method.startswith("lora") else 3e-2)
 
 
 def encode(example: TuneExample, tokenizer) -> tuple[list[int], list[int]]:
@@ -99,7 +45,7 @@ def peft_model(base, config: TuneConfig):
 
     if config.method.startswith("prompt"):
         init = getattr(PromptTuningInit, "SAMPLE_VOCAB", PromptTuningInit.RANDOM)
-        adapter = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.n_virtual_tokens,
+        adapter = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.virtual_tokens,
                                      prompt_tuning_init=init)
     else:
         n_layers = base.config.num_hidden_layers
