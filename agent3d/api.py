@@ -18,9 +18,20 @@ from pathlib import Path
 
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
+from agent3d.datasets import load_dataset
+from agent3d.evaluation.distributed import connect
+from agent3d.evaluation.report import write_report
+from agent3d.evaluation.runner import run_evaluation
+from agent3d.evaluation.store import EvalConfig, check_config, done_keys, run_lock
+from agent3d.evaluation.summary import summarize
 from agent3d.gating import strategy
 from agent3d.io import read_cloud, read_references
+from agent3d.llm import make_backend
 from agent3d.llm.adapters import resolve
+from agent3d.outputs import check_output
+from agent3d.pipeline import detect as run_detect
+from agent3d.prompts import load_prompt
+from agent3d.scoring import build_scorer
 
 
 def fitted_scorer(references: Sequence[str | os.PathLike | PointCloud] = (), name: str = "auto", seed: int = 0):
@@ -34,8 +45,6 @@ def fitted_scorer(references: Sequence[str | os.PathLike | PointCloud] = (), nam
     ValueError
         A reference-based scorer without references, or references that cannot be registered.
     """
-    from agent3d.scoring import build_scorer
-
     paths = [r for r in references if not isinstance(r, PointCloud)]
     clouds = [r for r in references if isinstance(r, PointCloud)] + read_references(paths)
     return build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
@@ -78,13 +87,11 @@ def detect(cloud: PointCloud | str | os.PathLike, config: DetectConfig | None = 
     ------
     InputError, ValueError, BackendError
     """
-    from agent3d.pipeline import detect as run_detect
-
     config = config or DetectConfig()
     check_detect(config, backend)
     cloud = cloud if isinstance(cloud, PointCloud) else read_cloud(cloud)
     scorer = scorer or fitted_scorer(references, config.scorer, config.seed)
-    llm = (backend or BackendConfig()).build(log_dir) if strategy(config.gating).needs_backend else None
+    llm = make_backend(backend or BackendConfig(), log_dir) if strategy(config.gating).needs_backend else None
     return run_detect(cloud, config, llm, scorer)
 
 
@@ -130,14 +137,6 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
     InputError, ValueError, BackendError, agent3d.evaluation.store.RunLocked
     """
     from agent3d import __version__
-    from agent3d.datasets import load_dataset
-    from agent3d.evaluation.distributed import connect
-    from agent3d.evaluation.report import write_report
-    from agent3d.evaluation.runner import run_evaluation
-    from agent3d.evaluation.store import EvalConfig, check_config, done_keys, run_lock
-    from agent3d.evaluation.summary import summarize
-    from agent3d.outputs import check_output
-    from agent3d.prompts import load_prompt
 
     out, gatings = Path(out), list(dict.fromkeys(gatings))
     asks = any(strategy(g).needs_backend for g in gatings)

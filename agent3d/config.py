@@ -7,6 +7,7 @@ two, so they never drift apart.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
@@ -88,12 +89,8 @@ class BackendConfig(BaseModel):
 
         Raises
         ------
-        agent3d.base.InputError, agent3d.llm.base.BackendError
+        agent3d.base.InputError
         """
-        from pathlib import Path
-
-        from agent3d.llm.base import BackendError
-
         for name in ("base_url", "timeout", "retry_seconds", "adapter", "device"):
             value = getattr(self, name)
             if name in BACKEND_OPTIONS[self.backend] or value in (type(self).model_fields[name].default, "none"):
@@ -103,16 +100,9 @@ class BackendConfig(BaseModel):
             raise InputError(f"--{name.replace('_', '-')}", f"does not apply to --backend {self.backend}{hosted} "
                                                             f"(only to {users})")
         if self.backend == "openai" and not self.model:
-            raise BackendError("--backend openai needs --model")
+            raise InputError("--model", "--backend openai needs a model name")
         if self.backend != "openai" and self.model and not Path(self.model).exists():
             raise InputError(self.model, "no such model file or folder")
-
-    def build(self, log_dir=None):
-        """The backend this configuration describes, wrapped in the reply cache (unless ``no_cache``) and the
-        request log (when ``log_dir``); see :func:`agent3d.llm.make_backend` for the errors raised."""
-        from agent3d.llm import make_backend
-
-        return make_backend(self, log_dir)
 
 
 class TuneConfig(BaseModel):

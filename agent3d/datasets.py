@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from agent3d.cloud import PointCloud
+from agent3d.cloud import MIN_POINTS
 from agent3d.io import ORGANIZED_EXTENSIONS, InputError, read_cloud, read_gt
 from agent3d.organized import read_organized
 
@@ -174,8 +175,6 @@ def _mvtec(root: Path, class_dirs: list[Path]) -> Dataset:
 
 def _validated(path: Path, cloud: PointCloud) -> PointCloud:
     """An organized cloud after plane removal still needs enough points."""
-    from agent3d.cloud import MIN_POINTS
-
     if len(cloud) < MIN_POINTS:
         raise InputError(path, f"only {len(cloud)} points left after dropping invalid pixels and the background plane")
     return cloud

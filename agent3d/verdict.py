@@ -8,7 +8,8 @@ from __future__ import annotations
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import DetectConfig
 from agent3d.evaluation.metrics import GroundTruth, auroc
-from agent3d.gating import strategy
+from agent3d.gating import TO_BEAT, strategy
+from agent3d.pipeline import detect
 
 BASELINES = ("learned", "saliency", "random", "all")
 
@@ -33,8 +34,6 @@ def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) 
         ``{gating: {"p_auroc", "regions_hit", "regions"}}``, the run's gating first; ``regions_hit`` is None
         for ``all`` (it scores every point, it names no seed); ``p_auroc`` None when the labels hold one class.
     """
-    from agent3d.pipeline import detect
-
     truth = GroundTruth.of(cloud.points, cloud.labels)
 
     def figures(found: Detection) -> dict:
@@ -59,11 +58,13 @@ def verdict_line(table: dict) -> str:
         From :func:`verdict`, the run's gating first.
     """
     run, figures = next(iter(table.items()))
-    if run in ("random", "all") or figures["p_auroc"] is None:
+    if strategy(run).chance or not strategy(run).budgeted or figures["p_auroc"] is None:
         return f"{run} gating: a baseline."
-    beaten = [g for g in ("random", "saliency") if g != run and table[g]["p_auroc"] is not None
-              and figures["p_auroc"] > table[g]["p_auroc"] and figures["regions_hit"] >= table[g]["regions_hit"]]
-    if len(beaten) == 2 - (run == "saliency"):
-        return f"{run} beats {' and '.join(beaten)} on this cloud (P-AUROC and regions hit); one cloud is not evidence: run evaluate."
-    return (f"{run} does not beat {'random and saliency' if run != 'saliency' else 'random'} on this cloud: the "
-            "classical baselines point at the defect as well or better.")
+    rivals = [g for g in TO_BEAT if g != run]
+    beaten = [g for g in rivals if table[g]["p_auroc"] is not None and figures["p_auroc"] > table[g]["p_auroc"]
+              and figures["regions_hit"] >= table[g]["regions_hit"]]
+    if beaten == rivals:
+        return (f"{run} beats {' and '.join(beaten)} on this cloud (P-AUROC and regions hit); one cloud is not "
+                "evidence: run evaluate.")
+    return (f"{run} does not beat {' and '.join(rivals)} on this cloud: the classical baselines point at the defect "
+            "as well or better.")

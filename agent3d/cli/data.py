@@ -50,7 +50,7 @@ def render(
     path = source / "scores.ply" if source.is_dir() else source
     with exit_codes():
         if not 2 <= views <= 4 or width < 100 or height < 100:
-            raise InputError("--views/--width/--height", "2-4 views, an image of at least 100x100 pixels")
+            raise InputError("--views/--width/--height", "--views must be 2-4 and the image at least 100x100 pixels")
         check_output(out, folder=False)
         if path.suffix.lower() == ".ply":
             points, fields = read_ply_fields(path)

@@ -16,6 +16,7 @@ from agent3d.evaluation.metrics import auroc
 from agent3d.evaluation.summary import (COLUMNS, INTERVAL_COLUMNS, comparison_lines, interval_rows, read_records,
                                         run_name, table_rows)
 from agent3d.outputs import atomic_write, write_json, write_text
+from agent3d.viz import render
 
 
 def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.ndarray] | None = None) -> None:
@@ -80,8 +81,6 @@ def render_examples(out: Path, summary: dict, load_points: Callable[[str, str], 
     """Render the best, median and worst sample of each class (by per-sample P-AUROC) for every run of the
     evaluation into ``out/renders/``; return one dict per picture (run, class, sample, tag, auroc, path, and the
     arrays of the headline run's median one for an interactive view)."""
-    from agent3d.viz import render
-
     records = read_records(out)
     examples = []
     for run in summary["per_run"]:

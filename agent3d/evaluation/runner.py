@@ -15,13 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from agent3d.datasets import Dataset, Sample
+from agent3d.evaluation.distributed import dask_results
 from agent3d.evaluation.metrics import GroundTruth
 from agent3d.evaluation.store import ARRAYS, EvalConfig, SampleRecord, append_record, prepare_output, run_lock
 from agent3d.file_checks import InputError
 from agent3d.gating import strategy
 from agent3d.io import read_references
+from agent3d.llm import make_backend
 from agent3d.llm.base import BackendError
+from agent3d.pipeline import detect
 from agent3d.scoring import RegistrationError
+from agent3d.scoring import build_scorer
 
 _PROCESS_CACHE: dict = {}  # per worker process: the loaded model and the memory banks
 _BUILD_LOCK = threading.RLock()  # threads of one process (--concurrency, Dask worker threads) build each once
@@ -77,7 +81,6 @@ def failure(sample: Sample, gating: str, prompt: str | None, error: Exception) -
 
 def _run(sample: Sample, cloud, truth: GroundTruth, scorer, gating: str, prompt: str | None, config: EvalConfig,
          backend) -> dict:
-    from agent3d.pipeline import detect
 
     detect_config = config.detect.model_copy(update={"gating": gating, "prompt": prompt or config.detect.prompt})
     try:
@@ -105,8 +108,6 @@ def _run(sample: Sample, cloud, truth: GroundTruth, scorer, gating: str, prompt:
 
 def _scorer(class_name: str, references: list[str], name: str, seed: int, remove_plane: bool = True):
     """The class's scorer, fitted once per process on its references."""
-    from agent3d.scoring import build_scorer
-
     key = ("scorer", class_name, tuple(references), name, seed, remove_plane)
     with _BUILD_LOCK:
         if key not in _PROCESS_CACHE:
@@ -120,7 +121,7 @@ def _backend(config: EvalConfig, out: Path):
     key = ("backend", config.backend.model_dump_json(), str(out))
     with _BUILD_LOCK:
         if key not in _PROCESS_CACHE:
-            _PROCESS_CACHE[key] = config.backend.build(log_dir=out)
+            _PROCESS_CACHE[key] = make_backend(config.backend, log_dir=out)
         return _PROCESS_CACHE[key]
 
 
@@ -193,7 +194,6 @@ def _results(pending, config: EvalConfig, dataset: Dataset, out: Path, workers: 
 
     tasks = [(evaluate_sample, (sample, runs, config, references(sample), out)) for sample, runs in pending]
     if scheduler is not None:
-        from agent3d.evaluation.distributed import dask_results
 
         yield from dask_results(scheduler, tasks)
     elif workers > 1:

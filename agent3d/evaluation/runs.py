@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from agent3d.evaluation.statistics import class_curves, paired_difference
 from agent3d.evaluation.summary import COLUMNS
+from agent3d.evaluation.summary import read_records, run_name
 from agent3d.file_checks import InputError
+from agent3d.gating import strategy
 
 HIGHER_IS_BETTER = {"p_auroc", "o_auroc", "aupro", "ap", "suspect_recall"}
 LOWER_IS_BETTER = {"tokens_prompt", "tokens_completion", "llm_seconds", "seconds"}
@@ -81,7 +84,7 @@ def best_row(summary: dict) -> dict:
     """``{"run", "p_auroc"}`` of the row with the highest P-AUROC among those that gate (not ``all``, which scores
     every point and would always win), else of the first row."""
     rows = {name: m.get("p_auroc") for name, m in summary.get("per_run", {}).items()}
-    gated = {name: value for name, value in rows.items() if name != "all" and value is not None}
+    gated = {name: value for name, value in rows.items() if strategy(name.split("/")[0]).budgeted and value is not None}
     if gated:
         name = max(gated, key=gated.get)
         return {"run": name, "p_auroc": gated[name]}
@@ -151,9 +154,6 @@ def compare(rows_a: dict[str, dict], rows_b: dict[str, dict], folders: tuple[str
 def paired_rows(folders: tuple[str, str], row_a: str, row_b: str, n_resamples: int) -> dict:
     """Paired bootstrap of row B of one run folder against row A of the other, on their common samples
     (empty when they share fewer than two)."""
-    from agent3d.evaluation.statistics import class_curves, paired_difference
-    from agent3d.evaluation.summary import read_records, run_name
-
     records = [[r for r in read_records(Path(folder)) if run_name(r["gating"], r["prompt"]) == row]
                for folder, row in zip(folders, (row_a, row_b))]
     common = {(r["class"], r["sample"]) for r in records[0]} & {(r["class"], r["sample"]) for r in records[1]}

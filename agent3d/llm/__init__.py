@@ -9,9 +9,16 @@ from pathlib import Path
 from agent3d.config import BackendConfig
 from agent3d.file_checks import check_folder
 from agent3d.llm.adapters import Adapter, resolve
-from agent3d.llm.base import Backend, BackendError
+from agent3d.llm.base import Backend
 from agent3d.llm.cache import CachedBackend, cache_dir
+from agent3d.llm.head import HeadBackend
+from agent3d.llm.llama_cpp import LlamaCppBackend
 from agent3d.llm.log import LoggedBackend
+from agent3d.llm.openai import OpenAIBackend
+from agent3d.llm.states import LineStateReader
+from agent3d.llm.torch_states import TorchLineReader
+from agent3d.llm.transformers import check_weights, model_identity
+from agent3d.llm.transformers import TransformersBackend
 
 
 def make_backend(config: BackendConfig, log_dir: str | Path | None = None) -> Backend:
@@ -24,10 +31,10 @@ def make_backend(config: BackendConfig, log_dir: str | Path | None = None) -> Ba
     Raises
     ------
     InputError
-        A ``--model`` that cannot be loaded; an adapter or option that does not fit the backend; a cache or log
-        folder that cannot be made.
-    BackendError
-        Missing extra, missing API key, ``openai`` without ``--model``.
+        A ``--model`` that cannot be loaded (or none with ``openai``); an adapter or option that does not fit the
+        backend; a cache or log folder that cannot be made.
+    agent3d.llm.base.BackendError
+        A missing extra, a missing API key.
     """
     config.check()
     adapter = resolve(config.backend, config.adapter, config.model)
@@ -40,19 +47,11 @@ def make_backend(config: BackendConfig, log_dir: str | Path | None = None) -> Ba
 
 def _llama_cpp(config: BackendConfig, adapter: Adapter | None) -> Backend:
     """A GGUF through llama.cpp: generation, or a head reading the frozen model's states."""
-    from agent3d.llm.head import HeadBackend
-    from agent3d.llm.llama_cpp import LlamaCppBackend
-    from agent3d.llm.states import LineStateReader
-
     return HeadBackend(adapter.head, LineStateReader(config.model)) if adapter else LlamaCppBackend(config.model)
 
 
 def _openai(config: BackendConfig, adapter: Adapter | None) -> Backend:
     """A hosted or OpenAI-compatible model."""
-    from agent3d.llm.openai import OpenAIBackend
-
-    if not config.model:
-        raise BackendError("--backend openai needs --model")
     return OpenAIBackend(config.model, base_url=config.base_url, timeout=config.timeout,
                          retry_seconds=config.retry_seconds)
 
@@ -61,12 +60,8 @@ def _transformers(config: BackendConfig, adapter: Adapter | None) -> Backend:
     """A model through transformers: generation with or without a PEFT adapter, or a head on the adapted model's
     states (``peft-head``; base model and weights checked before the model loads)."""
     if adapter is None or adapter.kind == "peft":
-        from agent3d.llm.transformers import TransformersBackend
 
         return TransformersBackend(config.model, adapter.folder if adapter else None, device=config.device)
-    from agent3d.llm.head import HeadBackend
-    from agent3d.llm.torch_states import TorchLineReader
-    from agent3d.llm.transformers import check_weights, model_identity
 
     identity = model_identity(config.model)
     adapter.head.check_base(identity.name, identity.sha256)

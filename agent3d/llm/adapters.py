@@ -17,6 +17,7 @@ from pathlib import Path
 
 from agent3d.file_checks import InputError
 from agent3d.llm.head import HEAD_RECORD, HeadAdapter, resolve_head
+from agent3d.llm.transformers import adapter_digest, resolve_adapter
 
 THROUGH_THE_MODEL = ("prompt-head", "lora-head")  # head methods whose states need the adapted model
 
@@ -81,7 +82,6 @@ def resolve(backend: str, adapter: str | Path | None, model: str | Path | None =
             raise InputError(head.folder, f"a {head.record.method} adapter reads states of the adapted model: run it "
                                           "with --backend transformers")
         return Adapter("head", head.folder, head.digest, head)
-    from agent3d.llm.transformers import adapter_digest, resolve_adapter
 
     folder = resolve_adapter(None if adapter is None or str(adapter) == "none" else adapter)
     if folder is None:

@@ -20,7 +20,10 @@ from agent3d.llm.base import Backend, Messages, Reply
 MAX_STORED_CHARS = 65536  # a reply longer than this (a runaway or hostile server) is never stored
 
 
-def cache_dir(kind: str = "llm") -> Path:
+REPLIES = "llm"  # the replies' cache kind (its folder name under ~/.cache/agent3d)
+
+
+def cache_dir(kind: str = REPLIES) -> Path:
     """The cache folder of ``kind``, checked (it is created when the first entry is written): replies (``llm``) under ``$AGENT3D_CACHE_DIR`` itself, other kinds
     (``states``) in a subfolder of it; without the variable, ``~/.cache/agent3d/KIND``.
 
@@ -31,7 +34,7 @@ def cache_dir(kind: str = "llm") -> Path:
     """
     env = os.environ.get("AGENT3D_CACHE_DIR")
     root = Path(env) if env else Path.home() / ".cache" / "agent3d"
-    return check_folder(root if env and kind == "llm" else root / kind, f"AGENT3D_CACHE_DIR={env}" if env else None)
+    return check_folder(root if env and kind == REPLIES else root / kind, f"AGENT3D_CACHE_DIR={env}" if env else None)
 
 
 class CachedBackend:

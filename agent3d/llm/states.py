@@ -19,6 +19,7 @@ import numpy as np
 
 from agent3d.file_checks import InputError
 from agent3d.llm.base import BackendError, Messages, file_sha256
+from agent3d.llm.llama_cpp import load_llama
 
 LAYER = "last decoder layer, after the final norm (llama.cpp embedding output)"
 POOLING = "last token of each point line"
@@ -62,7 +63,6 @@ class LineStateReader:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise BackendError("llama-cpp-python is not installed (pip install 'agent3d[local]')") from None
-        from agent3d.llm.llama_cpp import load_llama
 
         # a causal chat model's default pooling is none (one state per token); asking for it explicitly makes
         # llama.cpp print a warning on every load, so the default is checked instead

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from agent3d.file_checks import InputError, check_file
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
+from agent3d.llm.llama_cpp import default_model_path
 from agent3d.llm.status import report, status_open
 
 ADAPTER_RECORD = "tune.json"
@@ -51,8 +52,6 @@ def model_identity(model: str | Path | None) -> ModelIdentity:
     BackendError
         No ``--model`` and the embedded model is not installed.
     """
-    from agent3d.llm.llama_cpp import default_model_path
-
     path = Path(model) if model else default_model_path()
     if path.is_file():
         files = [path]

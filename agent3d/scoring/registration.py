@@ -17,6 +17,7 @@ import numpy as np
 
 from agent3d.base import InputError
 from agent3d.geometry import open3d_serial
+from agent3d.geometry import median_spacing
 from agent3d.scoring.common import ScorerBase, smooth, working_cloud
 
 VOXEL_FRACTION = 0.02  # voxel edge for the coarse stage, as a fraction of the bounding-box diagonal
@@ -189,8 +190,6 @@ class RegistrationScorer(ScorerBase):
             If no reference is given.
         """
         from scipy.spatial import cKDTree
-
-        from agent3d.geometry import median_spacing
 
         if not references:
             raise ValueError("the registration scorer needs at least one reference cloud")

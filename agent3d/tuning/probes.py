@@ -29,9 +29,12 @@ from agent3d.file_checks import InputError
 from agent3d.learned import FEATURES, MODEL_FILE, RECORD_FILE, N_NEAR
 from agent3d.llm.head import HEAD_RECORD, HEAD_WEIGHTS, forward
 from agent3d.llm.states import LAYER, POOLING, LineStateReader
+from agent3d.llm.torch_states import LAYER as TORCH_LAYER
+from agent3d.llm.transformers import load_base, model_identity, pick_device
 from agent3d.prompts import load_prompt
 from agent3d.tuning import package_versions
 from agent3d.tuning.heads import HEAD_CANDIDATES, choose_head, f1_threshold, fit_features, fit_head
+from agent3d.tuning.joint import final_threshold, line_probabilities, train_joint
 from agent3d.tuning.lines import LineExample, line_examples, read_states, recall_at
 
 JOINT_METHODS = ("prompt-head", "lora-head")
@@ -186,10 +189,6 @@ def _tune_joint(record: dict, train: list[LineExample], held: list[LineExample],
                 device: str, k: int, seed: int, say: Callable[[str], None]) -> dict:
     """Train ``prompt-head`` / ``lora-head``; fill ``record`` (the trained PEFT model under ``network``, taken out
     before the record is written) and return the head's arrays."""
-    from agent3d.llm.torch_states import LAYER as TORCH_LAYER
-    from agent3d.llm.transformers import load_base, model_identity, pick_device
-    from agent3d.tuning.joint import final_threshold, line_probabilities, train_joint
-
     identity = model_identity(model)
     base, tokenizer = load_base(identity, pick_device(device))
     network, head, probe, curve = train_joint(base, tokenizer, train, config, k, say)

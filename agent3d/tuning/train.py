@@ -26,6 +26,7 @@ import numpy as np
 
 from agent3d.agent import ReplyError, parse_reply
 from agent3d.config import TuneConfig
+from agent3d.file_checks import InputError
 from agent3d.llm.transformers import SchemaDecoder, chat_ids
 from agent3d.tuning.examples import TuneExample
 
@@ -208,8 +209,6 @@ def _load_state(file: Path, optimizer) -> tuple[int, list, list]:
         A missing, foreign or garbage checkpoint, naming the file.
     """
     import torch
-
-    from agent3d.file_checks import InputError
 
     try:
         state = torch.load(file, weights_only=True, map_location="cpu")
