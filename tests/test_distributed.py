@@ -116,6 +116,6 @@ def test_concurrency_overlaps_requests_to_a_slow_server(tmp_path):
             json.loads((tmp_path / "c1" / "summary.json").read_text()))
         local = CliRunner().invoke(app, ["evaluate", str(root), "--gating", "llm", "--concurrency", "2", "--out",
                                          str(tmp_path / "x")])
-        assert local.exit_code == 2 and "--concurrency needs" in local.stderr
+        assert local.exit_code == 2 and "--concurrency: needs --workers 1" in local.stderr
     finally:
         server.close()

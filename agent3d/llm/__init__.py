@@ -17,7 +17,8 @@ from agent3d.llm.log import LoggedBackend
 from agent3d.llm.openai import OpenAIBackend
 from agent3d.llm.states import LineStateReader
 from agent3d.llm.torch_states import TorchLineReader
-from agent3d.llm.transformers import check_weights, model_identity
+from agent3d.llm.adapters import check_weights
+from agent3d.llm.transformers import model_identity
 from agent3d.llm.transformers import TransformersBackend
 
 

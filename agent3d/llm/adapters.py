@@ -12,13 +12,15 @@ A hosted model takes none. Formats and fields: ``docs/design.md``, "Adapter form
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent3d.file_checks import InputError
+from agent3d.file_checks import InputError, check_file
 from agent3d.llm.head import HEAD_RECORD, HeadAdapter, resolve_head
-from agent3d.llm.transformers import adapter_digest, resolve_adapter
 
+ADAPTER_RECORD = "tune.json"  # a generative PEFT adapter's record (written by tune --method lora|prompt)
 THROUGH_THE_MODEL = ("prompt-head", "lora-head")  # head methods whose states need the adapted model
 
 
@@ -92,3 +94,99 @@ def resolve(backend: str, adapter: str | Path | None, model: str | Path | None =
     if head.record.method not in THROUGH_THE_MODEL:
         raise InputError(folder, "a head on llama.cpp's states runs with --backend llama-cpp")
     return Adapter("peft-head", folder, adapter_digest(folder, extra=head.digest), head)
+
+
+def read_adapter_record(adapter: str | Path) -> dict:
+    """The ``tune.json`` of an adapter folder.
+
+    Raises
+    ------
+    InputError
+        Missing folder, missing or unreadable ``tune.json``, or no PEFT ``adapter_config.json``.
+    """
+    folder = Path(adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise InputError(folder, "not a PEFT adapter folder (no adapter_config.json)")
+    try:
+        record = json.loads((folder / ADAPTER_RECORD).read_text())
+        sha = record["base_model"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(folder / ADAPTER_RECORD, f"missing or invalid adapter record ({str(error)[:120]})") from None
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise InputError(folder / ADAPTER_RECORD, "base_model.sha256 must be a 64-digit hex string")
+    return record
+
+
+def adapter_digest(adapter: str | Path, extra: str = "") -> str:
+    """Short sha256 of an adapter's weights and configuration (and ``extra``, a head's digest; part of the cache
+    key and run records)."""
+    digest = hashlib.sha256(extra.encode())
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        file = Path(adapter) / name
+        if file.is_file():
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def check_adapter(adapter: str | Path, name: str, sha256: str) -> None:
+    """Check, before the base model loads (half a minute for a GGUF), that ``adapter`` is a PEFT folder tuned on
+    this base model whose weights file is whole.
+
+    Raises
+    ------
+    InputError
+        Not an adapter folder, one tuned on another base model (sha256 differs), or an
+        ``adapter_model.safetensors`` that is missing, truncated or not safetensors.
+    """
+    record = read_adapter_record(adapter)
+    tuned_on = record["base_model"]["sha256"]
+    if tuned_on != sha256:
+        name = str(record["base_model"].get("name"))[:60]
+        raise InputError(adapter, f"adapter was tuned on another base model ({name} sha256 {tuned_on[:12]}), "
+                                  f"not {name} sha256 {sha256[:12]}")
+    check_weights(adapter)
+
+
+def check_weights(adapter: str | Path) -> None:
+    """Refuse a PEFT folder whose ``adapter_model.safetensors`` is missing, truncated or not safetensors, or that
+    holds pickled ``adapter_model.bin`` weights (reading the header only).
+
+    Raises
+    ------
+    InputError
+    """
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise InputError(folder, "not a PEFT adapter folder (no adapter_config.json)")
+    if (folder / "adapter_model.bin").exists():
+        raise InputError(folder / "adapter_model.bin", "pickled adapter weights are never loaded; save the adapter "
+                                                       "as adapter_model.safetensors")
+    weights = folder / "adapter_model.safetensors"
+    try:
+        with safe_open(check_file(weights), framework="numpy") as handle:
+            handle.keys()
+    except SafetensorError as error:
+        raise InputError(weights, f"not readable safetensors ({str(error)[:120]})") from None
+
+
+def shipped_adapter_dir() -> Path:
+    """Folder of the adapter shipped inside the package (``--adapter embedded``)."""
+    return Path(__file__).resolve().parent.parent / "tuning" / "adapters" / "embedded"
+
+
+def resolve_adapter(adapter: str | Path | None) -> Path | None:
+    """``embedded`` -> the shipped adapter; a path -> itself; None -> None.
+
+    Raises
+    ------
+    InputError
+        ``embedded`` asked for, but no adapter ships with this version.
+    """
+    if adapter is None or str(adapter) != "embedded":
+        return Path(adapter) if adapter else None
+    if not (shipped_adapter_dir() / ADAPTER_RECORD).is_file():
+        raise InputError("--adapter embedded", "no adapter ships with this version of agent3d: none beat random "
+                                               "gating on held-out data (README, 'Tuning')")
+    return shipped_adapter_dir()

@@ -15,16 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from agent3d.llm.adapters import adapter_digest
 from agent3d.llm.base import BackendError, Messages
 from agent3d.llm.states import line_ends
-from agent3d.llm.transformers import (
-    adapter_digest,
-    attach_adapter,
-    chat_ids,
-    load_base,
-    model_identity,
-    pick_device,
-)
+from agent3d.llm.transformers import attach_adapter, chat_ids, load_base, model_identity, pick_device
 
 LAYER = "last decoder layer, after the final norm (transformers hidden_states[-1])"
 

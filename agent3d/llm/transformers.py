@@ -9,18 +9,18 @@ shown; the agent still validates every reply. Needs the ``tune`` extra (torch, t
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent3d.file_checks import InputError, check_file
+from agent3d.file_checks import InputError
+from agent3d.llm.adapters import adapter_digest, check_adapter
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
 from agent3d.llm.llama_cpp import default_model_path
 from agent3d.llm.status import report, status_open
 
-ADAPTER_RECORD = "tune.json"
+
 
 
 @dataclass(frozen=True)
@@ -62,38 +62,6 @@ def model_identity(model: str | Path | None) -> ModelIdentity:
     else:
         raise InputError(path, "no such model file or folder")
     return ModelIdentity(path=str(path), name=path.name, sha256=file_sha256(files))
-
-
-def read_adapter_record(adapter: str | Path) -> dict:
-    """The ``tune.json`` of an adapter folder.
-
-    Raises
-    ------
-    InputError
-        Missing folder, missing or unreadable ``tune.json``, or no PEFT ``adapter_config.json``.
-    """
-    folder = Path(adapter)
-    if not (folder / "adapter_config.json").is_file():
-        raise InputError(folder, "not a PEFT adapter folder (no adapter_config.json)")
-    try:
-        record = json.loads((folder / ADAPTER_RECORD).read_text())
-        sha = record["base_model"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(folder / ADAPTER_RECORD, f"missing or invalid adapter record ({str(error)[:120]})") from None
-    if not isinstance(sha, str) or len(sha) != 64:
-        raise InputError(folder / ADAPTER_RECORD, "base_model.sha256 must be a 64-digit hex string")
-    return record
-
-
-def adapter_digest(adapter: str | Path, extra: str = "") -> str:
-    """Short sha256 of an adapter's weights and configuration (and ``extra``, a head's digest; part of the cache
-    key and run records)."""
-    digest = hashlib.sha256(extra.encode())
-    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        file = Path(adapter) / name
-        if file.is_file():
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def pick_device(device: str = "auto") -> str:
@@ -143,49 +111,6 @@ def load_base(identity: ModelIdentity, device: str = "cpu"):
     model.eval()
     _BASES[(identity.sha256, device)] = (model, tokenizer)
     return copy.deepcopy(model), tokenizer
-
-
-def check_adapter(adapter: str | Path, identity: ModelIdentity) -> None:
-    """Check, before the base model loads (half a minute for a GGUF), that ``adapter`` is a PEFT folder tuned on
-    this base model whose weights file is whole.
-
-    Raises
-    ------
-    InputError
-        Not an adapter folder, one tuned on another base model (sha256 differs), or an
-        ``adapter_model.safetensors`` that is missing, truncated or not safetensors.
-    """
-    record = read_adapter_record(adapter)
-    tuned_on = record["base_model"]["sha256"]
-    if tuned_on != identity.sha256:
-        name = str(record["base_model"].get("name"))[:60]
-        raise InputError(adapter, f"adapter was tuned on another base model ({name} sha256 {tuned_on[:12]}), "
-                                  f"not {identity.name} sha256 {identity.sha256[:12]}")
-    check_weights(adapter)
-
-
-def check_weights(adapter: str | Path) -> None:
-    """Refuse a PEFT folder whose ``adapter_model.safetensors`` is missing, truncated or not safetensors, or that
-    holds pickled ``adapter_model.bin`` weights (reading the header only).
-
-    Raises
-    ------
-    InputError
-    """
-    from safetensors import SafetensorError, safe_open
-
-    folder = Path(adapter)
-    if not (folder / "adapter_config.json").is_file():
-        raise InputError(folder, "not a PEFT adapter folder (no adapter_config.json)")
-    if (folder / "adapter_model.bin").exists():
-        raise InputError(folder / "adapter_model.bin", "pickled adapter weights are never loaded; save the adapter "
-                                                       "as adapter_model.safetensors")
-    weights = folder / "adapter_model.safetensors"
-    try:
-        with safe_open(check_file(weights), framework="numpy") as handle:
-            handle.keys()
-    except SafetensorError as error:
-        raise InputError(weights, f"not readable safetensors ({str(error)[:120]})") from None
 
 
 def attach_adapter(model, adapter: str | Path):
@@ -289,7 +214,7 @@ class TransformersBackend:
                  device: str = "auto"):
         self.identity = model_identity(model)
         if adapter:
-            check_adapter(adapter, self.identity)
+            check_adapter(adapter, self.identity.name, self.identity.sha256)
         base, tokenizer = load_base(self.identity, pick_device(device))
         self.adapter = f"{Path(adapter).name}@{adapter_digest(adapter)}" if adapter else None
         if adapter:
@@ -311,24 +236,3 @@ class TransformersBackend:
 
     def count_tokens(self, messages: Messages) -> int:
         return len(chat_ids(self.tokenizer, messages))
-
-
-def shipped_adapter_dir() -> Path:
-    """Folder of the adapter shipped inside the package (``--adapter embedded``)."""
-    return Path(__file__).resolve().parent.parent / "tuning" / "adapters" / "embedded"
-
-
-def resolve_adapter(adapter: str | Path | None) -> Path | None:
-    """``embedded`` -> the shipped adapter; a path -> itself; None -> None.
-
-    Raises
-    ------
-    InputError
-        ``embedded`` asked for, but no adapter ships with this version.
-    """
-    if adapter is None or str(adapter) != "embedded":
-        return Path(adapter) if adapter else None
-    if not (shipped_adapter_dir() / ADAPTER_RECORD).is_file():
-        raise InputError("--adapter embedded", "no adapter ships with this version of agent3d: none beat random "
-                                               "gating on held-out data (README, 'Tuning')")
-    return shipped_adapter_dir()

@@ -17,13 +17,9 @@ import numpy as np
 from agent3d import outputs
 from agent3d.datasets import load_dataset
 from agent3d.file_checks import InputError
+from agent3d.llm.adapters import ADAPTER_RECORD
+from agent3d.llm.transformers import load_base, model_identity, pick_device
 from agent3d.outputs import write_json
-from agent3d.llm.transformers import (
-    ADAPTER_RECORD,
-    load_base,
-    model_identity,
-    pick_device,
-)
 from agent3d.prompts import load_prompt
 from agent3d.tuning import package_versions
 from agent3d.tuning.examples import TuneExample, cloud_examples
