@@ -133,11 +133,9 @@ def test_a_bug_is_exit_1_with_its_traceback_and_a_request_to_report_it(monkeypat
 
 
 def test_tune_and_synth_options_come_from_their_configurations_and_read_config_files(tmp_path):
-    from test_synth_viz import ROCKER
-
     config = tmp_path / "synth.toml"
     config.write_text('n = 4\nn_points = 2000\ndefects = "bulge"\nreferences = 1\n')
-    result = runner.invoke(app, ["synth", str(ROCKER), "--out", str(tmp_path / "d"), "--config", str(config)])
+    result = runner.invoke(app, ["synth", str(SAMPLE), "--out", str(tmp_path / "d"), "--config", str(config)])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert len(manifest["samples"]) == 4 and {s["type"] for s in manifest["samples"]} <= {"good", "bulge"}
