@@ -1,1 +1,1 @@
-"""Batch evaluation against ground-truth masks: datasets, metrics, runner, report."""
+"""Batch evaluation against ground-truth masks: metrics, statistics, the runner and its run store, summary, report."""
