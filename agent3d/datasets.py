@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent3d.cloud import PointCloud
-from agent3d.cloud import MIN_POINTS
+from agent3d.cloud import MIN_POINTS, PointCloud
 from agent3d.io import ORGANIZED_EXTENSIONS, InputError, read_cloud, read_gt
 from agent3d.organized import read_organized
 

@@ -24,8 +24,7 @@ from agent3d.io import read_references
 from agent3d.llm import make_backend
 from agent3d.llm.base import BackendError
 from agent3d.pipeline import detect
-from agent3d.scoring import RegistrationError
-from agent3d.scoring import build_scorer
+from agent3d.scoring import RegistrationError, build_scorer
 
 _PROCESS_CACHE: dict = {}  # per worker process: the loaded model and the memory banks
 _BUILD_LOCK = threading.RLock()  # threads of one process (--concurrency, Dask worker threads) build each once
@@ -81,7 +80,6 @@ def failure(sample: Sample, gating: str, prompt: str | None, error: Exception) -
 
 def _run(sample: Sample, cloud, truth: GroundTruth, scorer, gating: str, prompt: str | None, config: EvalConfig,
          backend) -> dict:
-
     detect_config = config.detect.model_copy(update={"gating": gating, "prompt": prompt or config.detect.prompt})
     try:
         result = detect(cloud, detect_config, backend if strategy(gating).needs_backend else None, scorer)
@@ -194,7 +192,6 @@ def _results(pending, config: EvalConfig, dataset: Dataset, out: Path, workers: 
 
     tasks = [(evaluate_sample, (sample, runs, config, references(sample), out)) for sample, runs in pending]
     if scheduler is not None:
-
         yield from dask_results(scheduler, tasks)
     elif workers > 1:
         from joblib import Parallel, delayed

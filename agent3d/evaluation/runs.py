@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from agent3d.evaluation.statistics import class_curves, paired_difference
-from agent3d.evaluation.summary import COLUMNS
-from agent3d.evaluation.summary import read_records, run_name
+from agent3d.evaluation.summary import COLUMNS, read_records, run_name
 from agent3d.file_checks import InputError
 from agent3d.gating import strategy
 

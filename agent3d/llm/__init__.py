@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent3d.config import BackendConfig
 from agent3d.file_checks import check_folder
-from agent3d.llm.adapters import Adapter, resolve
+from agent3d.llm.adapters import Adapter, check_weights, resolve
 from agent3d.llm.base import Backend
 from agent3d.llm.cache import CachedBackend, cache_dir
 from agent3d.llm.head import HeadBackend
@@ -17,9 +17,7 @@ from agent3d.llm.log import LoggedBackend
 from agent3d.llm.openai import OpenAIBackend
 from agent3d.llm.states import LineStateReader
 from agent3d.llm.torch_states import TorchLineReader
-from agent3d.llm.adapters import check_weights
-from agent3d.llm.transformers import model_identity
-from agent3d.llm.transformers import TransformersBackend
+from agent3d.llm.transformers import TransformersBackend, model_identity
 
 
 def make_backend(config: BackendConfig, log_dir: str | Path | None = None) -> Backend:
@@ -61,7 +59,6 @@ def _transformers(config: BackendConfig, adapter: Adapter | None) -> Backend:
     """A model through transformers: generation with or without a PEFT adapter, or a head on the adapted model's
     states (``peft-head``; base model and weights checked before the model loads)."""
     if adapter is None or adapter.kind == "peft":
-
         return TransformersBackend(config.model, adapter.folder if adapter else None, device=config.device)
 
     identity = model_identity(config.model)

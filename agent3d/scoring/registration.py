@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent3d.base import InputError
-from agent3d.geometry import open3d_serial
-from agent3d.geometry import median_spacing
+from agent3d.geometry import median_spacing, open3d_serial
 from agent3d.scoring.common import ScorerBase, smooth, working_cloud
 
 VOXEL_FRACTION = 0.02  # voxel edge for the coarse stage, as a fraction of the bounding-box diagonal
