@@ -141,8 +141,8 @@ def check_adapter(adapter: str | Path, name: str, sha256: str) -> None:
     record = read_adapter_record(adapter)
     tuned_on = record["base_model"]["sha256"]
     if tuned_on != sha256:
-        name = str(record["base_model"].get("name"))[:60]
-        raise InputError(adapter, f"adapter was tuned on another base model ({name} sha256 {tuned_on[:12]}), "
+        tuned_name = str(record["base_model"].get("name"))[:60]
+        raise InputError(adapter, f"adapter was tuned on another base model ({tuned_name} sha256 {tuned_on[:12]}), "
                                   f"not {name} sha256 {sha256[:12]}")
     check_weights(adapter)
 
