@@ -64,7 +64,7 @@ def _transformers(config: BackendConfig, adapter: Adapter | None) -> Backend:
     identity = model_identity(config.model)
     adapter.head.check_base(identity.name, identity.sha256)
     check_weights(adapter.folder)
-    return HeadBackend(adapter.head, TorchLineReader(config.model, adapter.folder, config.device))
+    return HeadBackend(adapter.head, TorchLineReader(config.model, adapter.folder, config.device), adapter.digest)
 
 
 BUILDERS: dict[str, Callable[[BackendConfig, Adapter | None], Backend]] = {

@@ -195,6 +195,9 @@ class HeadBackend:
         What reads the states: llama.cpp's frozen model (:class:`agent3d.llm.states.LineStateReader`, ``head``) or
         the adapted transformers model (:class:`agent3d.llm.torch_states.TorchLineReader`, ``prompt-head`` and
         ``lora-head``); its ``name`` is the backend's.
+    digest : str, optional
+        The adapter's digest in the cache key, when more than the head's files make it (the PEFT weights of a head
+        trained through the model: :class:`agent3d.llm.adapters.Adapter`); the head's own digest by default.
 
     Raises
     ------
@@ -202,14 +205,12 @@ class HeadBackend:
         The adapter was trained on another base model (sha256).
     """
 
-    def __init__(self, adapter: HeadAdapter, reader):
+    def __init__(self, adapter: HeadAdapter, reader, digest: str | None = None):
         self.adapter, self.reader, self.name = adapter, reader, reader.name
         adapter.check_base(reader.model, reader.sha256)
         self.model = f"{self.reader.model} + head {adapter.digest}"  # what results and logs name
-        self.params = {"mode": "head", "sha256": self.reader.sha256, "adapter": adapter.digest,
+        self.params = {"mode": "head", "sha256": self.reader.sha256, "adapter": digest or adapter.digest,
                        "prompt_hash": adapter.record.prompt.hash}
-        if getattr(reader, "digest", None):  # the adapted model's weights (prompt-head, lora-head)
-            self.params["weights"] = reader.digest
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
         """The reply a head gives: the ``maxItems`` highest-scored shown ids (the schema's ``enum``), confidence =

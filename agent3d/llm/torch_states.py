@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from agent3d.llm.adapters import adapter_digest
 from agent3d.llm.base import BackendError, Messages
 from agent3d.llm.states import line_ends
 from agent3d.llm.transformers import attach_adapter, chat_ids, load_base, model_identity, pick_device
@@ -92,8 +91,6 @@ class TorchLineReader:
         Name of the base model.
     sha256 : str
         Hex sha256 of the base model's weights.
-    digest : str or None
-        Short sha256 of the adapter's weights.
 
     Raises
     ------
@@ -110,7 +107,6 @@ class TorchLineReader:
         base, self.tokenizer = load_base(identity, pick_device(device))
         self.network = attach_adapter(base, adapter) if adapter else base.eval()
         self.model, self.sha256 = identity.name, identity.sha256
-        self.digest = adapter_digest(adapter) if adapter else None
 
     def count_tokens(self, messages: Messages) -> int:
         return len(chat_ids(self.tokenizer, messages))
