@@ -27,7 +27,6 @@ from agent3d.evaluation.summary import summarize
 from agent3d.gating import strategy
 from agent3d.io import read_cloud, read_references
 from agent3d.llm import make_backend
-from agent3d.llm.adapters import resolve
 from agent3d.outputs import check_output
 from agent3d.pipeline import detect as run_detect
 from agent3d.prompts import load_prompt
@@ -50,10 +49,11 @@ def fitted_scorer(references: Sequence[str | os.PathLike | PointCloud] = (), nam
     return build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
 
 
-def check_detect(config: DetectConfig, backend: BackendConfig | None = None) -> None:
-    """Refuse, before any model loads or any cloud is read, a prompt, adapter or learned model that ``config``
-    cannot use (one :class:`InputError` naming it; :meth:`agent3d.gating.Gating.check`)."""
-    strategy(config.gating).check(config, backend)
+def check_detect(config: DetectConfig, backend: BackendConfig | None = None, prompts: Sequence[str] = ()):
+    """Refuse, before any model loads or any cloud is read, a prompt (``config.prompt``, or each of ``prompts``),
+    adapter or learned model that ``config`` cannot use (one :class:`InputError` naming it); return the adapter
+    the gating will apply, or None (:meth:`agent3d.gating.Gating.check`)."""
+    return strategy(config.gating).check(config, backend, prompts)
 
 
 def detect(cloud: PointCloud | str | os.PathLike, config: DetectConfig | None = None,
@@ -145,10 +145,8 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
     backend = backend or BackendConfig()
     hashes = {name: load_prompt(name, config.prompts_dir).digest for name in prompts}
     adapter = None
-    for gating, prompt in [(g, p) for g in gatings for p in (prompts if strategy(g).per_prompt else [None])]:
-        check_detect(config.model_copy(update={"gating": gating, "prompt": prompt or config.prompt}), backend)
-    if asks:
-        adapter = resolve(backend.backend, backend.adapter, backend.model)
+    for gating in gatings:  # every prompt checked, the adapter resolved once
+        adapter = check_detect(config.model_copy(update={"gating": gating}), backend, prompts) or adapter
     data = load_dataset(dataset)
     read_references(list(references), remove_plane)  # a bad reference is refused before anything is written
     check_output(out, folder=True, keep="config.json")

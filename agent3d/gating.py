@@ -17,6 +17,7 @@ asks a language model; nothing outside this module compares a gating's name:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,7 @@ from agent3d.cloud import LLMReport, ResolvedSuspect
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.geometry import CloudContext
 from agent3d.learned import learned_seeds, load_learned
-from agent3d.llm.adapters import resolve
+from agent3d.llm.adapters import Adapter, resolve
 from agent3d.llm.base import Backend
 from agent3d.prompts import load_prompt
 from agent3d.verbalize import shown_view
@@ -148,8 +149,11 @@ class Gating:
 
     name, needs_backend, per_prompt, budgeted, chance = "", False, False, True, False
 
-    def check(self, config: DetectConfig, backend: BackendConfig | None = None) -> None:
-        """Refuse, before any cloud is read or model loaded, what this strategy cannot use (one InputError)."""
+    def check(self, config: DetectConfig, backend: BackendConfig | None = None,
+              prompts: Sequence[str] = ()) -> Adapter | None:
+        """Refuse, before any cloud is read or model loaded, what this strategy cannot use (one InputError), for
+        ``config.prompt`` or every one of ``prompts``; return the adapter it will apply (None: none)."""
+        return None
 
     def seeds(self, context: CloudContext, shown: np.ndarray, config: DetectConfig,
               backend: Backend | None = None) -> Seeds:
@@ -166,13 +170,15 @@ class LanguageModelGating(Gating):
 
     name, needs_backend, per_prompt = "llm", True, True
 
-    def check(self, config: DetectConfig, backend: BackendConfig | None = None) -> None:
-        prompt = load_prompt(config.prompt, config.prompts_dir)
+    def check(self, config: DetectConfig, backend: BackendConfig | None = None,
+              prompts: Sequence[str] = ()) -> Adapter | None:
+        templates = [load_prompt(name, config.prompts_dir) for name in prompts or [config.prompt]]
         backend = backend or BackendConfig()
         backend.check()
         adapter = resolve(backend.backend, backend.adapter, backend.model)
-        if adapter is not None:
-            adapter.check_prompt(prompt.name, prompt.digest, config.guidance)
+        for template in templates if adapter is not None else []:
+            adapter.check_prompt(template.name, template.digest, config.guidance)
+        return adapter
 
     def seeds(self, context, shown, config, backend=None) -> Seeds:
         if backend is None:
@@ -195,8 +201,10 @@ class LearnedGating(Gating):
 
     name = "learned"
 
-    def check(self, config: DetectConfig, backend: BackendConfig | None = None) -> None:
+    def check(self, config: DetectConfig, backend: BackendConfig | None = None,
+              prompts: Sequence[str] = ()) -> Adapter | None:
         load_learned(config.learned)
+        return None
 
     def seeds(self, context, shown, config, backend=None) -> Seeds:
         view = shown_view(context, shown, "xyz+geom")
