@@ -126,9 +126,9 @@ def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None
         for failure in result.llm.failures:
             summary.add_row("[red]llm failure[/red]", failure)
     if result.backend == "llama-cpp" and "+ head" not in (result.model or ""):
-        from agent3d.llm.head import HEAD_RECORD, shipped_head_dir
+        from agent3d.llm.head import head_ships
 
-        if not (shipped_head_dir() / HEAD_RECORD).is_file():
+        if not head_ships():
             summary.add_row("reading", "zero-shot: no head adapter ships with this version (none beat the saliency "
                                        "rule on held-out surfaces; README, 'Reading the model')")
     console.print(summary)

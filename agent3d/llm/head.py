@@ -253,10 +253,10 @@ def resolve_head(adapter: str | Path | None, model: str | Path | None = None) ->
     InputError
         ``embedded`` when no head ships, a folder that is not a head adapter (a PEFT folder is named as such).
     """
-    if str(adapter) == "none" or (adapter is None and (model is not None or not _ships())):
+    if str(adapter) == "none" or (adapter is None and (model is not None or not head_ships())):
         return None
     if adapter is None or str(adapter) == "embedded":
-        if not _ships():
+        if not head_ships():
             raise InputError("--adapter embedded", "no head adapter ships with this version of agent3d: none beat "
                                                    "the saliency rule on held-out surfaces (README)")
         return HeadAdapter(shipped_head_dir())
@@ -266,5 +266,6 @@ def resolve_head(adapter: str | Path | None, model: str | Path | None = None) ->
     return HeadAdapter(folder)
 
 
-def _ships() -> bool:
+def head_ships() -> bool:
+    """Whether this version ships a head adapter (``shipped_head_dir()`` holds its ``head.json``)."""
     return (shipped_head_dir() / HEAD_RECORD).is_file()
