@@ -37,12 +37,14 @@ def main() -> None:
             rows.append({"n_points": n, "run": "head" if run.startswith("llm") else run,
                          "suspect_recall": figures["suspect_recall"],
                          "interval": figures["intervals"]["suspect_recall"], "llm_seconds": figures["llm_seconds"],
-                         "seconds": figures["seconds"], "tokens_prompt": figures["tokens_prompt"]})
+                         "seconds": figures["seconds"], "tokens_prompt": figures["tokens_prompt"],
+                         "llm_cached": figures["llm_cached"]})
     print(f"{'shown':>6} {'run':9} {'recall':>7} {'95% interval':>16} {'LLM s':>7} {'s':>6} {'prompt tokens':>14}")
     for r in rows:
         low, high = r["interval"]
+        cached = "  (answered from the reply cache: LLM s is not reading time)" if r["llm_cached"] else ""
         print(f"{r['n_points']:>6} {r['run']:9} {r['suspect_recall']:7.3f} [{low:.3f}, {high:.3f}]  "
-              f"{r['llm_seconds']:7.1f} {r['seconds']:6.1f} {r['tokens_prompt']:14,.0f}")
+              f"{r['llm_seconds']:7.1f} {r['seconds']:6.1f} {r['tokens_prompt']:14,.0f}{cached}")
     (args.out / "coverage.json").write_text(json.dumps(rows, indent=1))
     plot(rows, args.out / "coverage.png")
 

@@ -118,6 +118,9 @@ def test_tune_head_writes_an_adapter_that_detect_applies_the_same_way_twice_and_
     assert runs[0]["suspects"] == runs[1]["suspects"] and runs[0]["object_score"] == runs[1]["object_score"]
     assert len(runs[0]["suspects"]) == 8 and runs[0]["tokens"]["completion"] == 0
     assert {s["reason"] for s in runs[0]["suspects"]} <= {"head", "head: likely"}
+    shown = runner.invoke(app, ["detect", str(SAMPLES / "surface_13.txt"), "--adapter", str(adapter), "--n-points", "24"])
+    text = " ".join(shown.stdout.split())  # a head read it: the summary names it and says nothing of zero-shot
+    assert shown.exit_code == 0 and "+ head" in text and "no head adapter ships" not in text
     other = runner.invoke(app, ["detect", str(SAMPLES / "surface_13.txt"), "--adapter", str(adapter), "--n-points",
                                 "24", "--guidance", "pits are defects"])
     assert other.exit_code == 2 and "guidance" in other.stderr and len(other.stderr.strip().splitlines()) == 1

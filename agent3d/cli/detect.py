@@ -53,7 +53,7 @@ def detect(
             check_output(out, folder=True)
             for name in ("detection.json", "scores.ply"):  # both are written, or neither
                 check_output(out / name, folder=False)
-        check_detect(config, backend_config)  # a bad prompt, adapter or learned model: refused before any work
+        adapter = check_detect(config, backend_config)  # a bad prompt, adapter or learned model: refused first
         cloud = load_input(file, gt)
         fitted = fitted_scorer(reference, config.scorer, config.seed)
         with live_status(not quiet):
@@ -66,7 +66,8 @@ def detect(
     if as_json:
         typer.echo(json.dumps({**result.to_json(), **({"verdict": table} if table else {})}))
     else:
-        print_detection(result, cloud)
+        zero_shot = result.backend == "llama-cpp" and adapter is None  # the embedded model, asked to answer
+        print_detection(result, cloud, zero_shot=zero_shot)
         if table:
             print_verdict(table)
 
@@ -100,8 +101,9 @@ def print_verdict(table: dict) -> None:
     console.print(verdict_line(table))
 
 
-def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None:
-    """Print the result as rich tables: a summary, then the top suspects."""
+def print_detection(result: Detection, cloud: PointCloud, top: int = 10, zero_shot: bool = False) -> None:
+    """Print the result as rich tables: a summary, then the top suspects (``zero_shot``: the llama.cpp model was
+    asked to answer, no head read it; the summary then says whether a head ships)."""
     from agent3d.gating import strategy
 
     console = Console()
@@ -125,7 +127,7 @@ def print_detection(result: Detection, cloud: PointCloud, top: int = 10) -> None
         summary.add_row("llm", f"{result.llm.calls} calls{cached}, {result.llm.tiles} tiles, dropped: {dropped}")
         for failure in result.llm.failures:
             summary.add_row("[red]llm failure[/red]", failure)
-    if result.backend == "llama-cpp" and "+ head" not in (result.model or ""):
+    if zero_shot:
         from agent3d.llm.head import head_ships
 
         if not head_ships():
