@@ -42,6 +42,7 @@ def trained(tmp_path_factory):
                                  "--method", "features", "--out", str(out), "--n-points", "48", "--samplings", "2",
                                  "--val", str(SAMPLES / "surface_13.txt")])
     assert result.exit_code == 0, result.output
+    assert "4 training prompts from 2 clouds, 1 validation prompts" in result.stderr  # not a terminal: progress lines
     return out
 
 

@@ -75,9 +75,15 @@ def _tune_probe(method: str, dataset: list[Path], out: Path, val: list[Path], mo
             raise InputError(f"--method {method}", "trains for --steps and keeps no checkpoint: --minutes and --resume "
                              "apply to lora and prompt")
         with console.status("tuning") as status:
+            def progress(text: str) -> None:  # a status line on a terminal; in a log file, one line each
+                if console.is_terminal:
+                    status.update(text)
+                else:
+                    console.print(text, highlight=False)
+
             record = tune_probe(method, dataset, out, val, model, prompt, str(prompts_dir) if prompts_dir else None,
                                 n_points, samplings, read_guidance(guidance), max_suspects, seed=seed,
-                                on_progress=lambda text: status.update(text), config=config, device=device)
+                                on_progress=progress, config=config, device=device)
     chosen = f", {record['head']} (cross-validated recall@{max_suspects} {record['cross_validation']['recall'][record['head']]:.3f})" \
         if method == "head" else ""
     Console().print(f"wrote {out} ({method}{chosen}, {record['seconds']:.0f} s)")
