@@ -16,6 +16,7 @@ A test sample with no anomalous point counts as normal for O-AUROC.
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,3 +178,23 @@ def _validated(path: Path, cloud: PointCloud) -> PointCloud:
     if len(cloud) < MIN_POINTS:
         raise InputError(path, f"only {len(cloud)} points left after dropping invalid pixels and the background plane")
     return cloud
+
+
+def expand_patterns(paths: list[str | Path]) -> list[Path]:
+    """Dataset paths with shell patterns (``surface_0?.txt``, quoted so the shell leaves them) expanded, each
+    pattern's matches sorted; a path that exists, or a pattern that matches nothing, stays as it is (and
+    :func:`load_dataset` refuses a missing one).
+
+    Parameters
+    ----------
+    paths : list of str or Path
+
+    Returns
+    -------
+    list of Path
+    """
+    found = []
+    for path in map(Path, paths):
+        pattern = not path.exists() and any(c in str(path) for c in "*?[")
+        found += (sorted(Path(m) for m in glob.glob(str(path))) if pattern else []) or [path]
+    return found

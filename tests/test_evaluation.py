@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from agent3d.cli import app
 from agent3d.config import DetectConfig
-from agent3d.datasets import load_dataset
+from agent3d.datasets import expand_patterns, load_dataset
 from agent3d.evaluation.metrics import (
     aupro,
     auroc,
@@ -237,3 +237,14 @@ def test_evaluate_with_the_embedded_model(tmp_path):
     assert set(config["prompt_hashes"]) == {"baseline", "geom"} and config["version"]
     logged = (tmp_path / "run" / "llm_log.jsonl").read_text().splitlines()
     assert len(logged) >= 4 and all("messages" in json.loads(line) for line in logged)  # 2 samples x 2 prompts
+
+
+def test_quoted_dataset_patterns_expand_sorted_and_a_pattern_matching_nothing_stays_to_be_refused(tmp_path):
+    for name in ("s_1.txt", "s_0.txt", "b?.txt", "other.csv"):
+        (tmp_path / name).write_text("0 0 0 0\n")
+    found = expand_patterns([tmp_path / "s_?.txt", tmp_path / "b?.txt", str(tmp_path / "none_*.txt")])
+    # a path that exists is taken as it is, even with a pattern character in its name
+    assert found == [tmp_path / "s_0.txt", tmp_path / "s_1.txt", tmp_path / "b?.txt", tmp_path / "none_*.txt"]
+    with pytest.raises(InputError, match="none_"):
+        load_dataset(found[-1])
+

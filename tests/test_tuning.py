@@ -84,10 +84,12 @@ def test_a_few_steps_lower_the_loss_and_the_saved_adapter_gives_identical_logits
 @pytest.mark.slow
 def test_tune_command_writes_an_adapter_that_detect_uses_with_shown_ids_only(tmp_path):
     data = labeled_folder(tmp_path / "data")
-    result = runner.invoke(app, ["tune", str(data), "--out", str(tmp_path / "a"), "--steps", "3", "--eval-every", "3",
+    pattern = str(data / "00?_*.txt")  # quoted, as from a shell: tune expands it for every method
+    result = runner.invoke(app, ["tune", pattern, "--out", str(tmp_path / "a"), "--steps", "3", "--eval-every", "3",
                                  "--n-val", "1", "--method", "prompt", "--virtual-tokens", "4", *SMALL])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "a" / "tune.json").read_text())
+    assert record["datasets"] == [str(f) for f in sorted(data.glob("00?_*.txt"))] and len(record["datasets"]) == 4
     assert record["method"] == "prompt" and record["steps"] == 3 and record["curve"][-1]["step"] == 3
     assert len(record["base_model"]["sha256"]) == 64 and record["prompt"]["name"] == "geom"
     assert (tmp_path / "a" / "adapter_model.safetensors").is_file() and not (tmp_path / "a" / "checkpoint").exists()

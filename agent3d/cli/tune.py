@@ -22,7 +22,8 @@ Device = choices(DEVICES)
 @config_options(TuneConfig)
 def tune(
     dataset: list[Path] = typer.Argument(..., help="Labeled datasets (any layout evaluate reads, e.g. a synth folder, "
-                                                   "or labeled .txt/.csv files)."),
+                                                   "or labeled .txt/.csv files; a quoted pattern such as "
+                                                   "'data/surface_0?.txt' is expanded)."),
     out: Path = typer.Option(..., help="Adapter folder to write (PEFT adapter + tune.json; head.npz + head.json; "
                                        "features.skops + features.json)."),
     val: list[Path] = typer.Option([], help="head methods / features: held-out labeled datasets, only scored "

@@ -15,7 +15,6 @@ is written, and the folder appears whole or not at all.
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from agent3d import outputs
-from agent3d.datasets import load_dataset
+from agent3d.datasets import expand_patterns, load_dataset
 from agent3d.file_checks import InputError
 from agent3d.learned import FEATURES, MODEL_FILE, RECORD_FILE, N_NEAR
 from agent3d.llm.head import HEAD_RECORD, HEAD_WEIGHTS, forward
@@ -57,16 +56,6 @@ def labeled_lines(datasets: list[Path], prompt, n_points: int, samplings: int, g
     if not any(e.labels.any() for e in examples):
         raise InputError(datasets[0], "no shown line lies on a defect in any cloud: nothing to learn (more --n-points?)")
     return examples
-
-
-def expand(paths: list[Path]) -> list[Path]:
-    """Paths with shell patterns (``surface_0?.txt``, quoted so the shell leaves them) expanded, sorted; a pattern
-    that matches nothing stays as it is (and is refused as a missing dataset)."""
-    found = []
-    for path in map(Path, paths):
-        pattern = not path.exists() and any(c in str(path) for c in "*?[")
-        found += (sorted(Path(m) for m in glob.glob(str(path))) if pattern else []) or [path]
-    return found
 
 
 def _figures(examples: list[LineExample], scores: list[np.ndarray], k: int, seed: int) -> dict:
@@ -130,7 +119,7 @@ def tune_probe(method: str, datasets: list[Path], out: Path, val: list[Path] | N
         An unknown or region prompt.
     """
     say = on_progress or (lambda text: None)
-    datasets, val = expand(datasets), expand(val or [])
+    datasets, val = expand_patterns(datasets), expand_patterns(val or [])
     overlap = {p.resolve() for p in datasets} & {p.resolve() for p in val}
     if overlap:
         raise InputError(sorted(overlap)[0], "is both a training and a validation dataset")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from agent3d import outputs
-from agent3d.datasets import load_dataset
+from agent3d.datasets import expand_patterns, load_dataset
 from agent3d.file_checks import InputError
 from agent3d.llm.adapters import ADAPTER_RECORD
 from agent3d.llm.transformers import load_base, model_identity, pick_device
@@ -96,7 +96,7 @@ def tune(datasets: list[Path], out: Path, config: TuneConfig, model: str | None 
     Parameters
     ----------
     datasets : list of Path
-        Labeled datasets (any layout ``evaluate`` reads).
+        Labeled datasets (any layout ``evaluate`` reads; quoted shell patterns are expanded).
     out : Path
         Adapter folder: ``adapter_config.json``, ``adapter_model.safetensors``, ``tune.json``.
     config : TuneConfig
@@ -129,6 +129,7 @@ def tune(datasets: list[Path], out: Path, config: TuneConfig, model: str | None 
     import peft
     import torch
 
+    datasets = expand_patterns(datasets)
     template = load_prompt(prompt, prompts_dir)
     check_output(out, config, resume)
     identity = model_identity(model)
