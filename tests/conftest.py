@@ -69,7 +69,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def llama_server():
     """llama-cpp-python's OpenAI-compatible server with the embedded model, on 127.0.0.1 and a free port."""
-    from agent3d.llm.llama_cpp import default_model_path
+    from agent3d.llm.embedded import default_model_path
 
     port = free_port()
     arguments = ["--model", str(default_model_path()), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192",

@@ -52,7 +52,7 @@ def test_config_file_fills_options_and_flags_win(tmp_path):
 
 def test_models_and_doctor_describe_this_machine():
     from agent3d.llm.base import file_sha256
-    from agent3d.llm.llama_cpp import default_model_path
+    from agent3d.llm.embedded import default_model_path
 
     report = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
     assert report["backends"]["llama-cpp"]["ready"] and report["backends"]["transformers"]["ready"]

@@ -6,7 +6,8 @@ import pytest
 
 from agent3d.agent import suspect_schema
 from agent3d.llm.greedy_grammar import GreedyGrammarSampler, greedy_grammar_llama
-from agent3d.llm.llama_cpp import default_model_path, load_llama
+from agent3d.llm.embedded import default_model_path
+from agent3d.llm.llama_cpp import load_llama
 
 llama_cpp = pytest.importorskip("llama_cpp")
 

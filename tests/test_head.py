@@ -135,7 +135,7 @@ def test_tune_head_writes_an_adapter_that_detect_applies_the_same_way_twice_and_
 @pytest.mark.slow
 def test_detect_with_a_head_adapter_never_imports_torch(tmp_path):
     folder = tmp_path / "h"
-    from agent3d.llm.llama_cpp import default_model_path
+    from agent3d.llm.embedded import default_model_path
     from agent3d.llm.base import file_sha256
     from agent3d.prompts import load_prompt
 

@@ -13,7 +13,8 @@ from agent3d.agent import suspect_schema
 from agent3d.io import InputError
 from agent3d.llm.base import BackendError
 from agent3d.llm.cache import CachedBackend
-from agent3d.llm.llama_cpp import LlamaCppBackend, default_model_path
+from agent3d.llm.embedded import default_model_path
+from agent3d.llm.llama_cpp import LlamaCppBackend
 from agent3d.llm.openai import OpenAIBackend
 
 IDS = ["p0", "p1", "p2", "p3"]

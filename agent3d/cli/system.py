@@ -14,8 +14,8 @@ from agent3d.cli.common import exit_codes
 from agent3d.system import OPTIONAL, doctor_checks, models_report
 
 def models(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Backends and whether they are ready, the embedded model's file, size and sha256, shipped adapters, and which
-    optional parts are installed."""
+    """Backends and whether they are ready, the embedded models (name, parameters, license, file, size and sha256, or
+    the pip command that installs one), shipped adapters, and which optional parts are installed."""
     report = models_report()
     if as_json:
         typer.echo(json.dumps(report))
@@ -27,10 +27,15 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
     for name, entry in report["backends"].items():
         table.add_row(name, "yes" if entry["ready"] else "[red]no[/red]", entry["models"])
     console.print(table)
-    embedded = report["embedded_model"]
-    console.print("embedded model: " + (f"{embedded['path']} ({embedded['bytes'] / 1e6:.1f} MB, sha256 "
-                                         f"{embedded['sha256']})" if "path" in embedded else embedded["missing"]),
-                  soft_wrap=True)
+    table = Table(title="embedded models (--model NAME)")
+    for column in ("name", "model", "parameters", "license", "file"):
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
+    for entry in report["embedded_models"]:
+        file = (f"{entry['path']} ({entry['bytes'] / 1e6:.1f} MB, sha256 {entry['sha256']})" if "path" in entry
+                else f"[red]{entry['missing']}[/red]")
+        table.add_row(entry["name"] + ("\n(default)" if entry["default"] else ""), entry["title"], entry["parameters"],
+                      entry["license"], file)
+    console.print(table)
     console.print(f"shipped adapters: {', '.join(report['shipped_adapters']) or 'none'}")
     console.print("optional parts: " + ", ".join(f"{name} {version or '[red]missing[/red]'} "
                                                  f"(extra {OPTIONAL[name][1]})"

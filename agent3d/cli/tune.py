@@ -30,7 +30,8 @@ def tune(
                                             "(repeatable; a quoted pattern such as 'data/surface_1?.txt' is expanded)."),
     max_suspects: int = typer.Option(8, min=1, help="head methods / features: suspects per prompt, the k of the "
                                                     "recall that chooses the head."),
-    model: Optional[str] = typer.Option(None, help="GGUF file or Hugging Face folder (default: embedded SmolLM2-135M)."),
+    model: Optional[str] = typer.Option(None, help="An embedded model (smollm2-135m, the default; gemma-3-270m), a GGUF "
+                                                   "file or a Hugging Face folder."),
     prompt: str = typer.Option("geom", help="Prompt template the adapter is tuned for."),
     prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates."),
     n_points: int = typer.Option(64, help="Points shown per example; use the same --n-points in detect/evaluate."),

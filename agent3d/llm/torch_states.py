@@ -17,7 +17,8 @@ import numpy as np
 
 from agent3d.llm.base import BackendError, Messages
 from agent3d.llm.states import line_ends
-from agent3d.llm.transformers import attach_adapter, chat_ids, load_base, model_identity, pick_device
+from agent3d.llm.transformers import (attach_adapter, chat_ids, load_base, model_identity, pick_device, prompt_format,
+                                     prompt_text)
 
 LAYER = "last decoder layer, after the final norm (transformers hidden_states[-1])"
 
@@ -44,7 +45,7 @@ def line_positions(tokenizer, messages: Messages, ids: list[str]) -> tuple[list[
         The tokenizer gives no character offsets, or tokenizing the formatted text gives other ids than the
         chat template.
     """
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = prompt_text(tokenizer, messages)
     try:
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     except NotImplementedError:
@@ -91,6 +92,8 @@ class TorchLineReader:
         Name of the base model.
     sha256 : str
         Hex sha256 of the base model's weights.
+    format : {"chat-template", "plain-v1"}
+        How messages become the prompt.
 
     Raises
     ------
@@ -106,7 +109,7 @@ class TorchLineReader:
         identity = model_identity(model)
         base, self.tokenizer = load_base(identity, pick_device(device))
         self.network = attach_adapter(base, adapter) if adapter else base.eval()
-        self.model, self.sha256 = identity.name, identity.sha256
+        self.model, self.sha256, self.format = identity.name, identity.sha256, prompt_format(self.tokenizer)
 
     def count_tokens(self, messages: Messages) -> int:
         return len(chat_ids(self.tokenizer, messages))

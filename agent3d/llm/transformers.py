@@ -17,7 +17,8 @@ from pathlib import Path
 from agent3d.file_checks import InputError
 from agent3d.llm.adapters import adapter_digest, check_adapter
 from agent3d.llm.base import BackendError, Messages, Reply, file_sha256
-from agent3d.llm.llama_cpp import default_model_path
+from agent3d.llm.embedded import model_path
+from agent3d.llm.plain_format import CHAT_TEMPLATE, PLAIN_FORMAT, plain_prompt
 from agent3d.llm.status import report, status_open
 
 
@@ -43,16 +44,16 @@ class ModelIdentity:
 
 
 def model_identity(model: str | Path | None) -> ModelIdentity:
-    """Resolve ``--model`` (None: the embedded GGUF) and hash its weights.
+    """Resolve ``--model`` (a path, an embedded model's name, None: the default embedded GGUF) and hash its weights.
 
     Raises
     ------
     InputError
         A path that is neither a file nor a folder holding weights.
     BackendError
-        No ``--model`` and the embedded model is not installed.
+        An embedded model that is not installed.
     """
-    path = Path(model) if model else default_model_path()
+    path = model_path(model)
     if path.is_file():
         files = [path]
     elif path.is_dir():
@@ -120,8 +121,23 @@ def attach_adapter(model, adapter: str | Path):
     return PeftModel.from_pretrained(model, str(adapter)).eval()
 
 
+def prompt_format(tokenizer) -> str:
+    """``chat-template`` where the tokenizer has one, else ``plain-v1`` (:mod:`agent3d.llm.plain_format`)."""
+    return CHAT_TEMPLATE if getattr(tokenizer, "chat_template", None) else PLAIN_FORMAT
+
+
+def prompt_text(tokenizer, messages: Messages) -> str:
+    """The prompt's text: the chat template with the assistant turn's opening, or the BOS token's text and the plain
+    format (as llama.cpp reads a GGUF without a template)."""
+    if prompt_format(tokenizer) == CHAT_TEMPLATE:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return (tokenizer.bos_token or "") + plain_prompt(messages)
+
+
 def chat_ids(tokenizer, messages: Messages) -> list[int]:
-    """Token ids of the chat-templated ``messages`` followed by the assistant turn's opening."""
+    """Token ids of the prompt of ``messages`` (:func:`prompt_text`), followed by the answer's opening."""
+    if prompt_format(tokenizer) != CHAT_TEMPLATE:
+        return list(tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False)["input_ids"])
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # a BatchEncoding in transformers 5
 
@@ -188,7 +204,8 @@ class TransformersBackend:
     Parameters
     ----------
     model : str or Path, optional
-        A ``.gguf`` file or a Hugging Face causal-LM folder; the embedded SmolLM2-135M GGUF by default.
+        A ``.gguf`` file, a Hugging Face causal-LM folder or an embedded model's name; the embedded SmolLM2-135M GGUF
+        by default.
     adapter : str or Path, optional
         A PEFT adapter folder written by ``agent3d tune`` (with its ``tune.json``).
     max_tokens : int, default 256
@@ -223,7 +240,7 @@ class TransformersBackend:
         self.decoder = SchemaDecoder(base, tokenizer, max_tokens)
         self.model = self.identity.name
         self.params = {"max_tokens": max_tokens, "temperature": 0.0, "sha256": self.identity.sha256,
-                       "adapter": self.adapter}
+                       "adapter": self.adapter, "format": prompt_format(tokenizer)}
 
     def complete(self, messages: Messages, schema: dict) -> Reply:
         start = time.perf_counter()

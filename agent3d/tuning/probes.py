@@ -29,7 +29,7 @@ from agent3d.learned import FEATURES, MODEL_FILE, RECORD_FILE, N_NEAR
 from agent3d.llm.head import HEAD_RECORD, HEAD_WEIGHTS, forward
 from agent3d.llm.states import LAYER, POOLING, LineStateReader
 from agent3d.llm.torch_states import LAYER as TORCH_LAYER
-from agent3d.llm.transformers import load_base, model_identity, pick_device
+from agent3d.llm.transformers import load_base, model_identity, pick_device, prompt_format
 from agent3d.prompts import load_prompt
 from agent3d.tuning import package_versions
 from agent3d.tuning.heads import HEAD_CANDIDATES, choose_head, f1_threshold, fit_features, fit_head
@@ -143,7 +143,8 @@ def tune_probe(method: str, datasets: list[Path], out: Path, val: list[Path] | N
         arrays = fit_head(np.vstack([e.states for e in train]), np.concatenate([e.labels for e in train]),
                           kind, strength, seed)
         threshold = f1_threshold(np.concatenate([e.labels for e in train]), np.concatenate(table[best]["scores"]))
-        record.update({"base_model": {"name": reader.model, "sha256": reader.sha256}, "layer": LAYER,
+        record.update({"base_model": {"name": reader.model, "sha256": reader.sha256, "format": reader.format},
+                       "layer": LAYER,
                        "pooling": POOLING, "directions": "forward", "head": best, "threshold": round(threshold, 6),
                        "cross_validation": {"folds": folds, "k": max_suspects,
                                             "recall": {n: round(t["recall"], 4) for n, t in table.items()}},
@@ -183,7 +184,8 @@ def _tune_joint(record: dict, train: list[LineExample], held: list[LineExample],
     network, head, probe, curve = train_joint(base, tokenizer, train, config, k, say)
     say("final probabilities")
     threshold = final_threshold(train, line_probabilities(network, head, tokenizer, train))
-    record.update({"base_model": {"name": identity.name, "sha256": identity.sha256}, "layer": TORCH_LAYER,
+    record.update({"base_model": {"name": identity.name, "sha256": identity.sha256,
+                                  "format": prompt_format(tokenizer)}, "layer": TORCH_LAYER,
                    "pooling": POOLING, "directions": "forward", "head": "logistic, trained through the model",
                    "threshold": round(threshold, 6), "probe": probe, "config": config.model_dump(), "curve": curve,
                    "trainable_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad) + head.weight.numel() + 1,
