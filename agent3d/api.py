@@ -20,11 +20,13 @@ from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.datasets import load_dataset
 from agent3d.evaluation.distributed import connect
+from agent3d.evaluation.guidance import load_readers, write_guidance
 from agent3d.evaluation.report import write_report
 from agent3d.evaluation.runner import run_evaluation
 from agent3d.evaluation.store import EvalConfig, check_config, done_keys, run_lock
 from agent3d.evaluation.summary import summarize
 from agent3d.gating import strategy
+from agent3d.guidance import read_guidance_set
 from agent3d.io import read_cloud, read_references
 from agent3d.llm import make_backend
 from agent3d.outputs import check_output
@@ -99,7 +101,8 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
              prompts: Sequence[str] = ("geom",), config: DetectConfig | None = None,
              backend: BackendConfig | None = None, references: Sequence[str | os.PathLike] = (),
              workers: int = 1, concurrency: int = 1, scheduler: str | None = None, remove_plane: bool = True,
-             bootstrap: int = 1000, progress: Callable | None = None) -> dict:
+             bootstrap: int = 1000, progress: Callable | None = None, guidance_set: str | os.PathLike | None = None,
+             guidance_readers: Sequence[str | os.PathLike] = ()) -> dict:
     """Every gating x prompt on every sample of a dataset, resumable, with metrics per class and overall, bootstrap
     intervals and paired tests; writes ``out`` (``config.json``, ``samples.jsonl``, ``scores/``, ``summary.json``,
     reports).
@@ -126,6 +129,10 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
         Resamples of the 95 % intervals (0: none).
     progress : callable, optional
         ``progress(total, done)`` returning a context manager that yields ``on_record(record)`` (the CLI's bar).
+    guidance_set : path, optional
+        A guidance set (TOML, :mod:`agent3d.guidance`): then ``out/guidance.json`` holds the guidance benchmark
+        (:mod:`agent3d.evaluation.guidance`) of every run, text-blind and weighted by each of ``guidance_readers``
+        (folders written by ``tune --method guidance``); the summary gains ``guidance``.
 
     Returns
     -------
@@ -148,6 +155,8 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
     for gating in gatings:  # every prompt checked, the adapter resolved once
         adapter = check_detect(config.model_copy(update={"gating": gating}), backend, prompts) or adapter
     data = load_dataset(dataset)
+    guidance = read_guidance_set(guidance_set) if guidance_set else None  # refused before anything is written
+    readers = load_readers(guidance_readers) if guidance else {}
     read_references(list(references), remove_plane)  # a bad reference is refused before anything is written
     check_output(out, folder=True, keep="config.json")
     run = EvalConfig(dataset=str(dataset), layout=data.layout, gatings=gatings, prompts=prompts, prompt_hashes=hashes,
@@ -167,6 +176,8 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
             n_resamples=bootstrap, seed=config.seed)
         samples = {(s.class_name, s.name): s for s in data.samples}
         write_report(out, summary, lambda name, sample: samples[(name, sample)].load(remove_plane).points)
+        if guidance:
+            summary["guidance"] = write_guidance(out, data, guidance, readers, remove_plane, config.seed)["runs"]
     return summary
 
 

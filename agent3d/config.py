@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from agent3d.base import BACKENDS, DEVICES, EMBEDDED_MODELS, GATINGS, OBJECT_SCORES, SAMPLERS, SCORERS, InputError, redact_url
 
-TUNE_METHODS = ("lora", "prompt", "head", "prompt-head", "lora-head", "features")
+TUNE_METHODS = ("lora", "prompt", "head", "prompt-head", "lora-head", "features", "guidance")
 
 # the options each backend uses beyond --model and --no-cache; any other one given is refused (one line, exit 2)
 BACKEND_OPTIONS = {"llama-cpp": ("adapter",), "openai": ("base_url", "timeout", "retry_seconds"),
@@ -145,7 +145,9 @@ class TuneConfig(BaseModel):
     method: Literal[TUNE_METHODS] = Field("lora", description="lora (low-rank adapter), prompt (learnable virtual "
                                           "tokens), head (a probe on the frozen model's per-line states, no torch), "
                                           "prompt-head / lora-head (virtual tokens or LoRA trained through the model "
-                                          "with that head) or features (the learned no-LLM baseline).")
+                                          "with that head), features (the learned no-LLM baseline) or guidance "
+                                          "(which defect kind a guidance text asks for; the dataset is a guidance "
+                                          "set).")
     steps: int = Field(1000, ge=1, description="Optimizer steps (one example each).")
     minutes: float | None = Field(None, gt=0, description="lora / prompt: stop after this many minutes instead.")
     lr: float | None = Field(None, gt=0, allow_inf_nan=False, description="Learning rate (default 3e-4 LoRA, "

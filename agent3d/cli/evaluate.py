@@ -30,10 +30,16 @@ def evaluate(
                                                        "address, tcp://HOST:PORT."),
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the 95% intervals and paired tests "
                                                     "(0: none)."),
+    guidance_set: Optional[Path] = typer.Option(None, help="A guidance set (TOML; 'embedded': the shipped one): "
+                                                           "guidance.json holds flip AUROC and matched figures per "
+                                                           "run and phrasing split."),
+    guidance_reader: list[Path] = typer.Option([], help="A guidance reader (tune --method guidance) whose reading "
+                                                        "of each phrasing weights every run's scores (repeatable)."),
     **options,
 ) -> None:
     """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
     from agent3d.api import evaluate as run_evaluate
+    from agent3d.guidance import shipped_guidance_set
 
     with exit_codes():
         gatings = list(dict.fromkeys(options["gating"]))
@@ -41,8 +47,28 @@ def evaluate(
                                     guidance=read_guidance(options["guidance"]))
         summary = run_evaluate(dataset, out, gatings, options["prompt"], detect_config,
                                config_from(BackendConfig, options), reference, workers, concurrency, scheduler,
-                               not keep_plane, bootstrap, progress=lambda total, done: evaluation_progress(total, done, out))
+                               not keep_plane, bootstrap, progress=lambda total, done: evaluation_progress(total, done, out),
+                               guidance_set=shipped_guidance_set() if str(guidance_set) == "embedded" else guidance_set,
+                               guidance_readers=guidance_reader)
     print_summary(summary, out)
+    if "guidance" in summary:
+        print_guidance(summary["guidance"])
+
+
+def print_guidance(rows: dict) -> None:
+    """The guidance benchmark's table: flip AUROC, matched P-AUROC and suspect recall per run and phrasing split."""
+    table = Table(title="guidance (flip AUROC: 0.5 for any text-blind run)")
+    for column in ("run", "phrasings", "flip AUROC", "95% interval", "p vs blind", "matched P-AUROC", "matched recall"):
+        table.add_column(column, justify="left" if column in ("run", "phrasings") else "right")
+    for name, splits in rows.items():
+        for split, f in splits.items():
+            if f is None:
+                continue
+            interval = f"[{f['flip_interval'][0]:.3f}, {f['flip_interval'][1]:.3f}]" if f["flip_interval"] else "—"
+            table.add_row(name, split, "—" if f["flip_auroc"] is None else f"{f['flip_auroc']:.3f}", interval,
+                          "—" if f["flip_p"] is None else f"{f['flip_p']:.3g}", f"{f['matched_p_auroc']:.3f}",
+                          f"{f['matched_suspect_recall']:.3f}")
+    Console().print(table)
 
 
 def evaluation_progress(total: int, done: int, out: Path):

@@ -1,6 +1,7 @@
 """``agent3d tune``: learnable tokens (prompt tuning) or a LoRA adapter, trained on labeled clouds to generate the
 reply; a head that reads the frozen model's per-line states (``head``); virtual tokens or LoRA trained through the
-model with that head (``prompt-head``, ``lora-head``); or the learned no-LLM baseline (``features``)."""
+model with that head (``prompt-head``, ``lora-head``); the learned no-LLM baseline (``features``); or a guidance reader
+on the model's states of guidance phrasings (``guidance``: the dataset is a guidance set)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ def tune(
     with exit_codes():
         config = config_from(TuneConfig, options)
     method, minutes, steps, seed = config.method, config.minutes, config.steps, config.seed
+    if method == "guidance":
+        return _tune_guidance(dataset, out, model, seed)
     if method in LINES:
         return _tune_probe(method, dataset, out, val, model, prompt, prompts_dir, n_points, samplings, guidance,
                            max_suspects, seed, config, device.value, resume or minutes is not None)
@@ -94,6 +97,22 @@ def _tune_probe(method: str, dataset: list[Path], out: Path, val: list[Path], mo
         Console().print(f"validation suspect recall@{max_suspects}: {method} {figures['model']['recall']:.3f}, "
                         f"saliency {figures['saliency']['recall']:.3f}, random {figures['random']['recall']:.3f} "
                         f"({record['examples_val']} held-out prompts)")
+
+
+def _tune_guidance(dataset: list[Path], out: Path, model, seed: int) -> None:
+    """``--method guidance``: a guidance reader trained on the train phrasings of one guidance set (``embedded``:
+    the shipped one); its held-out accuracy at the end."""
+    from agent3d.guidance import shipped_guidance_set
+    from agent3d.tuning.guidance import tune_guidance
+
+    with exit_codes():
+        if len(dataset) != 1:
+            raise InputError("--method guidance", "takes one guidance set (a TOML file, or 'embedded')")
+        source = shipped_guidance_set() if str(dataset[0]) == "embedded" else dataset[0]
+        record = tune_guidance(source, out, model, seed=seed, on_progress=Console(stderr=True).print)
+    Console().print(f"wrote {out} (guidance reader on {record['base_model']['name']}, {record['pooling']}, "
+                    f"C = {record['C']}, {record['seconds']:.0f} s): held-out accuracy {_figure(record['held_out_accuracy'])}"
+                    f" on {record['held_out_phrasings']} phrasings")
 
 
 def _figure(value) -> str:

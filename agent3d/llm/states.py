@@ -118,9 +118,9 @@ class LineStateReader:
         states = np.asarray(self._embed(tokens), dtype=np.float32)
         return states[ends], len(tokens), time.perf_counter() - start
 
-    def text_state(self, text: str) -> np.ndarray:
-        """The mean of the states of a text read alone (BOS, then its tokens; special tokens not parsed): the model
-        as a text encoder (:mod:`agent3d.guidance`).
+    def text_state(self, text: str, last: int | None = None) -> np.ndarray:
+        """The mean of the states of a text read alone (BOS, then its tokens; special tokens not parsed), or of its
+        ``last`` tokens only: the model as a text encoder (:mod:`agent3d.guidance`).
 
         Returns
         -------
@@ -135,7 +135,7 @@ class LineStateReader:
         if len(tokens) > self.n_ctx:
             raise BackendError(f"a text of {len(tokens)} tokens is over the reader's context of {self.n_ctx}")
         self._llm.reset()
-        return np.asarray(self._embed(tokens), dtype=np.float32)[1:].mean(axis=0)
+        return np.asarray(self._embed(tokens), dtype=np.float32)[1:][-(last or len(tokens)):].mean(axis=0)
 
     def _embed(self, tokens: list[int]) -> list[list[float]]:
         """One state per token: llama-cpp-python's ``embed`` over these exact tokens (it tokenizes text itself,

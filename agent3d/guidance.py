@@ -1,0 +1,219 @@
+"""Guidance that steers detection: the words go to the language model, the geometry to geometry.
+
+A guidance text ("pits are normal; report the bumps") is read by the language model as a text encoder: the mean of
+its per-token states of the text alone (llama.cpp, the frozen model; :meth:`agent3d.llm.states.LineStateReader.
+text_state`), and a linear probe on that state (Alain & Bengio, 2016) says which kind of defect the text asks for:
+``raised``, ``sunk`` or ``any`` — a small validated specification. Geometry then applies it: each point's score is
+weighted by how well its signed displacement (:func:`agent3d.defects.signed_displacement`) fits the kind, so a
+region of the other kind is no longer reported as a defect.
+
+A guidance reader is a folder (``guidance.npz``: ``mean``, ``scale``, ``coef``, ``intercept``; ``guidance.json``:
+base model name and sha256, classes, pooling, the phrasings it was trained on and its held-out accuracy), loaded
+without pickle. Guidance sets (``evaluate --guidance-set``) are TOML files of ``[[guidance]]`` entries with ``text``,
+``kind`` and ``split`` (``train`` / ``held-out``); one ships (:func:`shipped_guidance_set`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent3d.base import InputError
+
+KINDS = ("raised", "sunk", "any")
+NOTE = 'An inspector wrote: "{}"\nIn one word, the defects the inspector wants reported are'
+POOLINGS = {"text mean": (None, None), "note, last 8 tokens": (NOTE, 8)}  # template, last tokens averaged
+MAX_GUIDANCE_FILE = 1 << 20  # bytes; a guidance set is a few kilobytes of phrasings
+SHARPNESS = 1.0  # point spacings of signed displacement over which a point's weight goes from 0.27 to 0.73
+
+
+class GuidanceEntry(BaseModel):
+    """One phrasing of a guidance set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=2000)
+    kind: Literal[KINDS]
+    split: Literal["train", "held-out"] = "held-out"
+
+
+class GuidanceSet(BaseModel):
+    """A guidance set: ``[[guidance]]`` entries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guidance: list[GuidanceEntry] = Field(min_length=1)
+
+    def of(self, split: str) -> list[GuidanceEntry]:
+        """The entries of ``split`` (``train`` or ``held-out``), in file order."""
+        return [entry for entry in self.guidance if entry.split == split]
+
+
+def shipped_guidance_set() -> Path:
+    """The guidance set shipped with the package (36 raised, 36 sunk and 6 any phrasings, split once, by position,
+    before any training)."""
+    return Path(__file__).resolve().parent / "shipped" / "guidance.toml"
+
+
+def read_guidance_set(path: str | Path) -> GuidanceSet:
+    """Read and validate a guidance set.
+
+    Raises
+    ------
+    InputError
+        A missing or oversized file (over 1 MiB), not TOML, an unknown kind or field, a missing or empty text.
+    """
+    import tomllib
+
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_GUIDANCE_FILE:
+            raise InputError(path, f"a guidance set is at most {MAX_GUIDANCE_FILE} bytes")
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(path, f"cannot read the guidance set ({type(error).__name__})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(path, f"not valid TOML ({error})") from None
+    try:
+        return GuidanceSet.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(path, f"{where}: {first['msg']}") from None
+
+
+class GuidanceReader:
+    """A linear probe on the pooled state of a guidance text: which kind of defect the words ask for.
+
+    Parameters
+    ----------
+    folder : str or Path, optional
+        A saved reader (``guidance.npz`` + ``guidance.json``); None for an unfitted one (:meth:`fit`).
+
+    Attributes
+    ----------
+    classes_ : list of str
+        The kinds, in the order of the probe's outputs.
+    record_ : dict
+        ``guidance.json``.
+
+    Raises
+    ------
+    InputError
+        A missing or malformed file.
+    """
+
+    def __init__(self, folder: str | Path | None = None):
+        if folder is None:
+            return
+        folder = Path(folder)
+        try:
+            self.record_ = json.loads((folder / "guidance.json").read_text())
+            with np.load(folder / "guidance.npz", allow_pickle=False) as data:
+                self.arrays_ = {key: np.asarray(data[key], dtype=np.float64) for key in ("mean", "scale", "coef",
+                                                                                        "intercept")}
+            self.classes_ = [str(c) for c in self.record_["classes"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise InputError(folder, f"not a guidance reader ({type(error).__name__}: {str(error)[:100]})") from None
+        coef = self.arrays_["coef"]
+        if coef.shape != (len(self.classes_), len(self.arrays_["mean"])) or not set(self.classes_) <= set(KINDS):
+            raise InputError(folder, "guidance.npz does not match its classes")
+
+    def fit(self, states: np.ndarray, kinds: list[str], strength: float = 1.0, seed: int = 0) -> "GuidanceReader":
+        """Fit the probe (multinomial logistic regression on standardised states).
+
+        Parameters
+        ----------
+        states : ndarray of shape (n_texts, n_embd), float
+            Pooled states of the training phrasings.
+        kinds : list of str
+            Their kinds.
+        strength : float, default 1.0
+            Inverse L2 regularisation (scikit-learn's ``C``).
+        seed : int, default 0
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        states = np.asarray(states, dtype=np.float64)
+        mean, scale = states.mean(axis=0), states.std(axis=0) + 1e-6
+        model = LogisticRegression(C=strength, max_iter=5000, random_state=seed).fit((states - mean) / scale, kinds)
+        self.classes_ = [str(c) for c in model.classes_]
+        coef, intercept = model.coef_, model.intercept_
+        if len(self.classes_) == 2:  # scikit-learn keeps one row for two classes
+            coef, intercept = np.vstack([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
+        self.arrays_ = {"mean": mean, "scale": scale, "coef": coef, "intercept": intercept}
+        self.record_ = {"classes": self.classes_}
+        return self
+
+    def predict_proba(self, states: np.ndarray) -> np.ndarray:
+        """Probability of each kind; ndarray of shape (n_texts, len(classes_)), float64."""
+        logits = ((np.atleast_2d(states) - self.arrays_["mean"]) / self.arrays_["scale"]) @ self.arrays_["coef"].T \
+            + self.arrays_["intercept"]
+        logits -= logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def read(self, reader, text: str) -> dict[str, float]:
+        """The probability of each kind for one guidance text, read by ``reader`` (a
+        :class:`agent3d.llm.states.LineStateReader` of the model this probe was trained on) with the recorded
+        pooling.
+
+        Raises
+        ------
+        InputError
+            ``reader`` holds another model than the probe was trained on.
+        """
+        if reader.sha256 != self.record_["base_model"]["sha256"]:
+            raise InputError(self.record_["base_model"]["name"], f"this guidance reader was trained on another model "
+                                                                  f"than {reader.model}")
+        probabilities = self.predict_proba(pooled_state(reader, text, self.record_["pooling"]))[0]
+        return {kind: float(p) for kind, p in zip(self.classes_, probabilities)}
+
+    def predict(self, states: np.ndarray) -> list[str]:
+        """The most likely kind of each text."""
+        return [self.classes_[i] for i in np.argmax(self.predict_proba(states), axis=1)]
+
+    def save(self, folder: str | Path, record: dict) -> None:
+        """Write ``guidance.npz`` and ``guidance.json`` (``record`` plus the classes) into ``folder``."""
+        from agent3d.outputs import write_json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "guidance.npz", **self.arrays_)
+        self.record_ = {**record, "classes": self.classes_}
+        write_json(folder / "guidance.json", self.record_)
+
+
+def pooled_state(reader, text: str, pooling: str) -> np.ndarray:
+    """The state of ``text`` under ``pooling`` (a key of :data:`POOLINGS`) read by ``reader``
+    (:class:`agent3d.llm.states.LineStateReader`); ndarray of shape (n_embd,), float32."""
+    template, last = POOLINGS[pooling]
+    return reader.text_state(template.format(text) if template else text, last)
+
+
+def kind_weights(displacement: np.ndarray, kind: str) -> np.ndarray:
+    """How well each point fits the asked kind: a sigmoid of its signed displacement (raised: positive, sunk:
+    negative), ones for ``any``.
+
+    Parameters
+    ----------
+    displacement : ndarray of shape (n_points,), float64
+        Signed displacement in point spacings (:func:`agent3d.defects.signed_displacement`).
+    kind : {"raised", "sunk", "any"}
+
+    Returns
+    -------
+    ndarray of shape (n_points,), float64, in (0, 1]
+    """
+    if kind == "any":
+        return np.ones(len(displacement))
+    sign = 1.0 if kind == "raised" else -1.0
+    return 1.0 / (1.0 + np.exp(-np.clip(sign * np.asarray(displacement) / SHARPNESS, -50, 50)))
