@@ -123,3 +123,11 @@ def test_a_guidance_reader_reads_the_same_twice_and_never_unpickles(tmp_path):
              coef=np.ones((3, 1)), intercept=np.zeros(3))
     with pytest.raises(ValueError, match="not a guidance reader"):
         GuidanceReader(tmp_path / "reader")
+
+
+def test_detect_says_plainly_that_no_guidance_reader_ships():
+    result = runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--gating", "saliency", "--guidance",
+                                 "pits are normal"])
+    assert result.exit_code == 0 and "no guidance reader ships" in result.stderr
+    assert "no guidance reader" not in runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--gating",
+                                                           "saliency"]).stderr
