@@ -69,8 +69,8 @@ def detect(
         zero_shot = result.backend == "llama-cpp" and adapter is None  # the embedded model, asked to answer
         print_detection(result, cloud, zero_shot=zero_shot)
         if config.guidance:
-            typer.echo("guidance: shown to the model in the prompt only; no guidance reader ships with this version "
-                       "(none reached flip AUROC 0.75 on held-out phrasings; README, 'Guidance')", err=True)
+            typer.echo("guidance: shown to the model in the prompt only; no guidance reader ships with this version, "
+                       "so the words do not weight the scores (README, 'Guidance')", err=True)
         if table:
             print_verdict(table)
 
