@@ -7,7 +7,6 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -108,23 +107,12 @@ def test_the_plain_format_token_count_is_what_the_backend_reads():
 @pytest.mark.slow  # runs Gemma 3 270M
 def test_gemma_line_states_come_from_each_lines_own_last_token():
     """Through SentencePiece as through byte-level BPE: changing one line changes its state and later ones only."""
-    from agent3d.io import read_cloud
     from agent3d.llm.states import LineStateReader
-    from agent3d.prompts import load_prompt
-    from agent3d.tuning.lines import line_examples
+    from test_head import changed_line_differences
 
-    example = line_examples(read_cloud(SAMPLES / "surface_05.txt"), load_prompt("geom"), 24, [0])[0]
     reader = LineStateReader(GEMMA, n_ctx=2048)
-    states, n_tokens, _ = reader.line_states(example.messages, example.ids)
-    assert states.shape == (24, 640) and n_tokens == reader.count_tokens(example.messages)
-    lines = example.messages[-1]["content"].split("\n")
-    row = next(i for i, line in enumerate(lines) if line.startswith("p12 "))
-    words = lines[row].split(" ")
-    words[-1] = "".join(str((int(c) + 5) % 10) for c in words[-1])
-    changed = [*example.messages[:-1], {**example.messages[-1], "content": "\n".join(lines[:row] + [" ".join(words)]
-                                                                                      + lines[row + 1:])}]
-    after, _, _ = reader.line_states(changed, example.ids)
-    difference = np.abs(after - states).max(axis=1)
+    assert reader.n_embd == 640
+    difference = changed_line_differences(reader)
     assert difference[:12].max() == 0 and difference[12] > 1e-3
 
 

@@ -76,16 +76,14 @@ def test_a_hosted_model_refuses_an_adapter(tmp_path):
     assert result.exit_code == 2 and "--adapter" in result.stderr and "hosted" in result.stderr
 
 
-@pytest.mark.slow
-def test_a_line_state_comes_from_the_lines_own_last_token():
-    """Changing one line's digits changes that line's state and leaves every earlier line's state as it was."""
+def changed_line_differences(reader) -> np.ndarray:
+    """Read 24 lines of a sample, then the same prompt with line p12's last number changed: the largest change of
+    each line's state (shape (24,)); the reader's states and token count are checked on the way."""
     from agent3d.io import read_cloud
-    from agent3d.llm.states import LineStateReader
     from agent3d.prompts import load_prompt
     from agent3d.tuning.lines import line_examples
 
     example = line_examples(read_cloud(SAMPLES / "surface_05.txt"), load_prompt("geom"), 24, [0])[0]
-    reader = LineStateReader()
     states, n_tokens, _ = reader.line_states(example.messages, example.ids)
     assert states.shape == (24, reader.n_embd) and n_tokens == reader.count_tokens(example.messages)
     lines = example.messages[-1]["content"].split("\n")
@@ -95,7 +93,16 @@ def test_a_line_state_comes_from_the_lines_own_last_token():
     changed = [*example.messages[:-1], {**example.messages[-1], "content": "\n".join(lines[:row] + [" ".join(words)]
                                                                                       + lines[row + 1:])}]
     after, _, _ = reader.line_states(changed, example.ids)
-    difference = np.abs(after - states).max(axis=1)
+    return np.abs(after - states).max(axis=1)
+
+
+@pytest.mark.slow
+def test_a_line_state_comes_from_the_lines_own_last_token():
+    """Changing one line's digits changes that line's state and leaves every earlier line's state as it was."""
+    from agent3d.llm.states import LineStateReader
+
+    reader = LineStateReader()
+    difference = changed_line_differences(reader)
     assert difference[:12].max() == 0 and difference[12] > 1e-3
 
 
