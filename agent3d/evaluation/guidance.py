@@ -24,14 +24,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 from scipy.stats import bootstrap, permutation_test
 
 from agent3d.datasets import Dataset
 from agent3d.defects import dominant_displacement, region_kinds, signed_displacement
-from agent3d.evaluation.metrics import auroc, region_radius
+from agent3d.evaluation.metrics import auroc, region_radius, suspect_recall
 from agent3d.evaluation.store import read_lines
-from agent3d.guidance import GuidanceEntry, GuidanceReader, GuidanceSet, kind_weights
+from agent3d.guidance import KINDS, GuidanceEntry, GuidanceReader, GuidanceSet, kind_weights
 from agent3d.outputs import write_json
 
 SPLITS = ("train", "held-out")
@@ -89,51 +88,56 @@ def guidance_benchmark(out: Path, dataset: Dataset, guidance_set: GuidanceSet, r
     """
     records = [r for r in read_lines(out) if not r.get("failed")]
     samples = {(s.class_name, s.name): s for s in dataset.samples}
-    truth = {}
-    for key in {(r["class"], r["sample"]) for r in records}:
-        cloud = samples[key].load(remove_plane)
-        regions, defects = region_kinds(cloud.points, cloud.labels)
-        displacement = signed_displacement(cloud.points, np.arange(len(cloud.points)))
-        truth[key] = (regions, defects, dominant_displacement(cloud.points, displacement), cloud.points)
+    truth = {key: _truth(samples[key].load(remove_plane)) for key in {(r["class"], r["sample"]) for r in records}}
     given = [{entry.kind: 1.0} for entry in guidance_set.guidance]
     rows = {}
     for run in sorted({(r["gating"], r.get("prompt")) for r in records}, key=str):
         name = run[0] + (f"/{run[1]}" if run[1] else "")
-        runs = [r for r in records if (r["gating"], r.get("prompt")) == run]
-        rows[name] = _row(out, runs, truth, guidance_set, None, seed)
+        clouds = [_cloud_run(out, record, truth[(record["class"], record["sample"])]) for record in records
+                  if (record["gating"], record.get("prompt")) == run]
+        rows[name] = _row(clouds, guidance_set, None, seed)
         for reader, probabilities in readings.items():
-            rows[f"{name} + guidance {reader}"] = _row(out, runs, truth, guidance_set, probabilities, seed)
-        rows[f"{name} + kind given"] = _row(out, runs, truth, guidance_set, given, seed)
+            rows[f"{name} + guidance {reader}"] = _row(clouds, guidance_set, probabilities, seed)
+        rows[f"{name} + kind given"] = _row(clouds, guidance_set, given, seed)
     return {"runs": rows}
 
 
-def _row(out: Path, runs: list[dict], truth: dict, guidance_set: GuidanceSet, probabilities: list[dict] | None,
-         seed: int) -> dict:
-    entries = list(enumerate(guidance_set.guidance))
-    per_cloud = []
-    for record in runs:
-        regions, defects, displacement, points = truth[(record["class"], record["sample"])]
-        with np.load(out / record["scores_file"], allow_pickle=False) as data:
-            scores = data["scores"].astype(np.float64)
-        guided = {i: scores if probabilities is None else scores * sum(
-            p * kind_weights(displacement, kind) for kind, p in probabilities[i].items()) for i, _ in entries}
-        kinds = np.array(["", *[d.kind for d in defects]])[regions + 1]
-        per_cloud.append((kinds, guided, _seed_hits(points, regions, defects, record.get("seeds") or [])))
-    return {split: _figures([(i, e) for i, e in entries if e.split == split], per_cloud, seed) for split in SPLITS}
-
-
-def _seed_hits(points: np.ndarray, regions: np.ndarray, defects: list, seeds: list[int]) -> dict[str, tuple]:
-    """Per kind (and ``any``): regions of that kind with a seed within the region radius, and regions of that kind."""
-    hit = set()
-    if seeds:
-        inside = np.flatnonzero(regions >= 0)
-        found = cKDTree(points[np.asarray(seeds)]).query_ball_point(points[inside], region_radius(points))
-        hit = {int(regions[i]) for i, near in zip(inside, found) if near}
-    counts = {}
+def _truth(cloud) -> dict:
+    """What every run on one labelled cloud is judged against: each point's region kind (``""`` for normal points),
+    the regions of each kind numbered 0.. (-1 elsewhere, for :func:`suspect_recall`), the region radius, and each
+    point's weight under each kind (:func:`agent3d.guidance.kind_weights` of its dominant displacement)."""
+    regions, defects = region_kinds(cloud.points, cloud.labels)
+    displacement = dominant_displacement(cloud.points, signed_displacement(cloud.points, np.arange(len(cloud.points))))
+    numbered = {}
     for kind in ("raised", "sunk", "any"):
         chosen = [d.region for d in defects if kind == "any" or d.kind == kind]
-        counts[kind] = (sum(r in hit for r in chosen), len(chosen))
-    return counts
+        lookup = np.full(len(defects) + 1, -1, dtype=np.int64)
+        lookup[np.asarray(chosen, dtype=np.int64) + 1] = np.arange(len(chosen))
+        numbered[kind] = lookup[regions + 1]
+    return {"points": cloud.points, "radius": region_radius(cloud.points), "regions": numbered,
+            "kinds": np.array(["", *[d.kind for d in defects]])[regions + 1],
+            "weights": {kind: kind_weights(displacement, kind) for kind in KINDS}}
+
+
+def _cloud_run(out: Path, record: dict, truth: dict) -> dict:
+    """One record's stored scores and, per kind, the regions of that kind its seeds hit and their number."""
+    with np.load(out / record["scores_file"], allow_pickle=False) as data:
+        scores = data["scores"].astype(np.float64)
+    seeds = np.asarray(record.get("seeds") or [], dtype=np.int64)
+    hits = {kind: suspect_recall(truth["points"], regions, seeds, truth["radius"])
+            for kind, regions in truth["regions"].items()}
+    return {"kinds": truth["kinds"], "weights": truth["weights"], "scores": scores, "hits": hits}
+
+
+def _row(clouds: list[dict], guidance_set: GuidanceSet, probabilities: list[dict] | None, seed: int) -> dict:
+    entries = list(enumerate(guidance_set.guidance))
+    per_cloud = []
+    for cloud in clouds:
+        scores, weights = cloud["scores"], cloud["weights"]
+        guided = {i: scores if probabilities is None else scores * sum(p * weights[kind] for kind, p in
+                                                                     probabilities[i].items()) for i, _ in entries}
+        per_cloud.append((cloud["kinds"], guided, cloud["hits"]))
+    return {split: _figures([(i, e) for i, e in entries if e.split == split], per_cloud, seed) for split in SPLITS}
 
 
 def _figures(entries: list[tuple[int, GuidanceEntry]], per_cloud: list, seed: int) -> dict | None:
