@@ -135,7 +135,7 @@ def signed_displacement(points: np.ndarray, query: np.ndarray, k_inner: int = 48
         block = slice(start, start + 4096)
         ring = points[neighbours[block, min(k_inner, k_outer - 10):]]
         frames = _oriented(_frames(ring), ring.mean(axis=1), height_field, centroid)
-        heights[block] = _fit_heights(ring, points[query[block]], frames)
+        heights[block] = _fit_heights(ring, points[query[block], None], frames)[:, 0]
     return heights / spacing
 
 
@@ -177,27 +177,20 @@ def _oriented(frames: np.ndarray, centres: np.ndarray, height_field: bool, centr
 
 def _heights(surface: np.ndarray, measured: np.ndarray, height_field: bool, centroid: np.ndarray) -> np.ndarray:
     """Heights of ``measured`` (m, 3) above the quadratic fitted to ``surface`` (k, 3), in the cloud's units."""
-    frame = _oriented(_frames(surface[None]), surface.mean(axis=0)[None], height_field, centroid)[0]
-    return _fit_height(surface, measured, frame)
+    frame = _oriented(_frames(surface[None]), surface.mean(axis=0)[None], height_field, centroid)
+    return _fit_heights(surface[None], measured[None], frame)[0]
 
 
-def _fit_height(surface: np.ndarray, measured: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    """Heights of ``measured`` (m, 3) above the quadratic fitted to ``surface`` (k, 3) in ``frame`` (3, 3)."""
-    origin = surface.mean(axis=0)
-    local_surface, local_measured = (surface - origin) @ frame.T, (measured - origin) @ frame.T
-    coefficients, *_ = np.linalg.lstsq(_design(local_surface), local_surface[:, 2], rcond=None)
-    return local_measured[:, 2] - _design(local_measured) @ coefficients
-
-
-def _fit_heights(rings: np.ndarray, measured: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """:func:`_fit_height` of one point per ring, batched: rings (m, k, 3), measured (m, 3), frames (m, 3, 3)."""
-    origin = rings.mean(axis=1, keepdims=True)
-    local = np.einsum("mki,mji->mkj", rings - origin, frames)
-    point = np.einsum("mi,mji->mj", measured - origin[:, 0], frames)
+def _fit_heights(surfaces: np.ndarray, measured: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Heights of points above quadratics fitted by least squares (normal equations), batched: surfaces (m, k, 3),
+    measured (m, p, 3), frames (m, 3, 3) with rows u, v, n; returns (m, p)."""
+    origin = surfaces.mean(axis=1, keepdims=True)
+    local = np.einsum("mki,mji->mkj", surfaces - origin, frames)
+    points = np.einsum("mpi,mji->mpj", measured - origin, frames)
     design = _design(local)
     normal = np.einsum("mki,mkj->mij", design, design) + 1e-12 * np.eye(6)
     coefficients = np.linalg.solve(normal, np.einsum("mki,mk->mi", design, local[..., 2])[..., None])[..., 0]
-    return point[:, 2] - np.einsum("mi,mi->m", _design(point[:, None])[:, 0], coefficients)
+    return points[..., 2] - np.einsum("mpi,mi->mp", _design(points), coefficients)
 
 
 def _design(local: np.ndarray) -> np.ndarray:
