@@ -130,7 +130,7 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
     progress : callable, optional
         ``progress(total, done)`` returning a context manager that yields ``on_record(record)`` (the CLI's bar).
     guidance_set : path, optional
-        A guidance set (TOML, :mod:`agent3d.guidance`): then ``out/guidance.json`` holds the guidance benchmark
+        A guidance set (TOML, or ``embedded``: :mod:`agent3d.guidance`): then ``out/guidance.json`` holds the guidance benchmark
         (:mod:`agent3d.evaluation.guidance`) of every run, text-blind and weighted by each of ``guidance_readers``
         (folders written by ``tune --method guidance``); the summary gains ``guidance``.
 

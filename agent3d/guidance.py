@@ -59,8 +59,13 @@ def shipped_guidance_set() -> Path:
     return Path(__file__).resolve().parent / "shipped" / "guidance.toml"
 
 
+def guidance_set_path(path: str | Path) -> Path:
+    """The file a guidance set argument names: ``embedded`` is :func:`shipped_guidance_set`."""
+    return shipped_guidance_set() if str(path) == "embedded" else Path(path)
+
+
 def read_guidance_set(path: str | Path) -> GuidanceSet:
-    """Read and validate a guidance set.
+    """Read and validate a guidance set (a TOML file, or ``embedded``: the shipped one).
 
     Raises
     ------
@@ -69,7 +74,7 @@ def read_guidance_set(path: str | Path) -> GuidanceSet:
     """
     import tomllib
 
-    path = Path(path)
+    path = guidance_set_path(path)
     try:
         if path.stat().st_size > MAX_GUIDANCE_FILE:
             raise InputError(path, f"a guidance set is at most {MAX_GUIDANCE_FILE} bytes")

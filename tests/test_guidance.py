@@ -131,3 +131,22 @@ def test_detect_says_plainly_that_no_guidance_reader_ships():
     assert result.exit_code == 0 and "no guidance reader ships" in result.stderr
     assert "no guidance reader" not in runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--gating",
                                                            "saliency"]).stderr
+
+
+@pytest.mark.slow  # reads 78 phrasings with the embedded model, twice
+def test_tune_guidance_writes_a_reader_that_evaluate_applies(tmp_path):
+    reader = tmp_path / "reader"
+    result = runner.invoke(app, ["tune", "embedded", "--method", "guidance", "--out", str(reader)])
+    assert result.exit_code == 0, result.stderr
+    record = json.loads((reader / "guidance.json").read_text())
+    assert record["guidance_set"]["path"] == str(shipped_guidance_set()) and record["train_phrasings"] == 52
+    assert record["pooling"] in {key.split(", C=")[0] for key in record["cross_validation"]["accuracy"]}
+    assert 0 <= record["held_out_accuracy"] <= 1 and set(GuidanceReader(reader).classes_) == {"raised", "sunk", "any"}
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["evaluate", str(SAMPLES), "--gating", "saliency", "--out", str(out), "--bootstrap",
+                                 "0", "--guidance-set", "embedded", "--guidance-reader", str(reader)])
+    assert result.exit_code == 0, result.stderr
+    written = json.loads((out / "guidance.json").read_text())
+    guided = written["runs"]["saliency + guidance reader"]["held-out"]
+    assert guided["flip_auroc"] != 0.5 and len(written["entries"]) == 78
+    assert all(abs(sum(e["p_reader"].values()) - 1) < 1e-9 for e in written["entries"])

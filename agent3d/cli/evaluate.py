@@ -39,7 +39,6 @@ def evaluate(
 ) -> None:
     """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
     from agent3d.api import evaluate as run_evaluate
-    from agent3d.guidance import shipped_guidance_set
 
     with exit_codes():
         gatings = list(dict.fromkeys(options["gating"]))
@@ -48,8 +47,7 @@ def evaluate(
         summary = run_evaluate(dataset, out, gatings, options["prompt"], detect_config,
                                config_from(BackendConfig, options), reference, workers, concurrency, scheduler,
                                not keep_plane, bootstrap, progress=lambda total, done: evaluation_progress(total, done, out),
-                               guidance_set=shipped_guidance_set() if str(guidance_set) == "embedded" else guidance_set,
-                               guidance_readers=guidance_reader)
+                               guidance_set=guidance_set, guidance_readers=guidance_reader)
     print_summary(summary, out)
     if "guidance" in summary:
         print_guidance(summary["guidance"])

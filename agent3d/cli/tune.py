@@ -102,14 +102,12 @@ def _tune_probe(method: str, dataset: list[Path], out: Path, val: list[Path], mo
 def _tune_guidance(dataset: list[Path], out: Path, model, seed: int) -> None:
     """``--method guidance``: a guidance reader trained on the train phrasings of one guidance set (``embedded``:
     the shipped one); its held-out accuracy at the end."""
-    from agent3d.guidance import shipped_guidance_set
     from agent3d.tuning.guidance import tune_guidance
 
     with exit_codes():
         if len(dataset) != 1:
             raise InputError("--method guidance", "takes one guidance set (a TOML file, or 'embedded')")
-        source = shipped_guidance_set() if str(dataset[0]) == "embedded" else dataset[0]
-        record = tune_guidance(source, out, model, seed=seed, on_progress=Console(stderr=True).print)
+        record = tune_guidance(dataset[0], out, model, seed=seed, on_progress=Console(stderr=True).print)
     Console().print(f"wrote {out} (guidance reader on {record['base_model']['name']}, {record['pooling']}, "
                     f"C = {record['C']}, {record['seconds']:.0f} s): held-out accuracy {_figure(record['held_out_accuracy'])}"
                     f" on {record['held_out_phrasings']} phrasings")

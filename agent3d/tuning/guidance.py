@@ -19,7 +19,7 @@ import numpy as np
 
 from agent3d import outputs
 from agent3d.base import InputError
-from agent3d.guidance import POOLINGS, GuidanceReader, pooled_state, read_guidance_set
+from agent3d.guidance import POOLINGS, GuidanceReader, guidance_set_path, pooled_state, read_guidance_set
 from agent3d.llm.states import LineStateReader
 
 STRENGTHS = (0.001, 0.01, 0.1, 1.0)
@@ -32,7 +32,7 @@ def tune_guidance(guidance_set: Path, out: Path, model: str | None = None, folds
     Parameters
     ----------
     guidance_set : Path
-        A guidance set (TOML); its ``train`` entries train, its ``held-out`` entries are scored.
+        A guidance set (TOML, or ``embedded``); its ``train`` entries train, its ``held-out`` entries are scored.
     out : Path
         The reader's folder (``guidance.npz``, ``guidance.json``).
     model : str, optional
@@ -55,6 +55,7 @@ def tune_guidance(guidance_set: Path, out: Path, model: str | None = None, folds
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     say = on_progress or (lambda text: None)
+    guidance_set = guidance_set_path(guidance_set)
     entries = read_guidance_set(guidance_set)
     outputs.check_output(out, folder=True, keep="guidance.json")
     train, held = entries.of("train"), entries.of("held-out")
