@@ -5,7 +5,8 @@ Each phrasing is read by the frozen model (llama.cpp, :meth:`agent3d.llm.states.
 ways (:data:`agent3d.guidance.POOLINGS`): the text alone, mean of its states; and the text inside a fixed note, mean of the states of
 the note's last 8 tokens, where the model is about to name the kind (the prompt-based sentence embedding of Jiang et
 al., "Scaling sentence embeddings with large language models", 2023). The pooling and the probe's regularisation
-are chosen by stratified cross-validation on the training phrasings; the held-out phrasings are only scored.
+are chosen by stratified cross-validation on the training phrasings, a mirrored raised / sunk pair kept in one fold
+(:func:`mirror_groups`); the held-out phrasings are only scored.
 """
 
 from __future__ import annotations
@@ -23,6 +24,27 @@ from agent3d.guidance import POOLINGS, GuidanceReader, guidance_set_path, pooled
 from agent3d.llm.states import LineStateReader
 
 STRENGTHS = (0.001, 0.01, 0.1, 1.0)
+
+
+def mirror_groups(kinds: list[str]) -> np.ndarray:
+    """Cross-validation groups of a guidance set's phrasings: the j-th raised and the j-th sunk phrasing (in file
+    order) are one group, as sets are written in mirrored pairs ("Look for bumps." / "Look for pits."), whose
+    near-identical states with opposite labels would otherwise sit on both sides of a fold and punish every probe
+    that learns anything (seen: accuracies below chance); each ``any`` phrasing is a group of its own.
+
+    Returns
+    -------
+    ndarray of shape (len(kinds),), int64
+    """
+    seen = {"raised": 0, "sunk": 0}
+    groups = []
+    for position, kind in enumerate(kinds):
+        if kind in seen:
+            groups.append(seen[kind])
+            seen[kind] += 1
+        else:
+            groups.append(len(kinds) + position)
+    return np.asarray(groups, dtype=np.int64)
 
 
 def tune_guidance(guidance_set: Path, out: Path, model: str | None = None, folds: int = 4, seed: int = 0,
@@ -52,7 +74,7 @@ def tune_guidance(guidance_set: Path, out: Path, model: str | None = None, folds
         A malformed guidance set, a set with fewer than ``folds`` training phrasings of a kind, an unusable output.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
 
     say = on_progress or (lambda text: None)
     guidance_set = guidance_set_path(guidance_set)
@@ -67,13 +89,14 @@ def tune_guidance(guidance_set: Path, out: Path, model: str | None = None, folds
     kinds = [e.kind for e in train]
     if min(kinds.count(k) for k in set(kinds)) < folds:
         raise InputError(guidance_set, f"needs at least {folds} training phrasings of each kind")
-    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    split = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    groups = mirror_groups(kinds)
     table = {}
     for pooling, (x, _) in states.items():
         standard = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
         for strength in STRENGTHS:
             table[(pooling, strength)] = float(cross_val_score(LogisticRegression(C=strength, max_iter=5000), standard,
-                                                               kinds, cv=split).mean())
+                                                               kinds, groups=groups, cv=split).mean())
     pooling, strength = max(table, key=table.get)
     say(f"chosen by {folds}-fold cross-validation on {len(train)} training phrasings: {pooling}, C = {strength}")
     probe = GuidanceReader().fit(states[pooling][0], kinds, strength, seed)
