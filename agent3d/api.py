@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
+from agent3d.base import InputError
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
 from agent3d.datasets import load_dataset
@@ -26,7 +27,7 @@ from agent3d.evaluation.runner import run_evaluation
 from agent3d.evaluation.store import EvalConfig, check_config, done_keys, run_lock
 from agent3d.evaluation.summary import summarize
 from agent3d.gating import strategy
-from agent3d.guidance import read_guidance_set
+from agent3d.guidance import read_guidance_set, resolve_reader
 from agent3d.io import read_cloud, read_references
 from agent3d.llm import make_backend
 from agent3d.outputs import check_output
@@ -54,7 +55,10 @@ def fitted_scorer(references: Sequence[str | os.PathLike | PointCloud] = (), nam
 def check_detect(config: DetectConfig, backend: BackendConfig | None = None, prompts: Sequence[str] = ()):
     """Refuse, before any model loads or any cloud is read, a prompt (``config.prompt``, or each of ``prompts``),
     adapter or learned model that ``config`` cannot use (one :class:`InputError` naming it); return the adapter
-    the gating will apply, or None (:meth:`agent3d.gating.Gating.check`)."""
+    the gating will apply, or None (:meth:`agent3d.gating.Gating.check`). With ``--guidance``, the guidance reader
+    and its model are checked too (:func:`agent3d.guidance.resolve_reader`)."""
+    if config.guidance:
+        resolve_reader(config.guidance_reader)
     return strategy(config.gating).check(config, backend, prompts)
 
 
@@ -130,9 +134,11 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
     progress : callable, optional
         ``progress(total, done)`` returning a context manager that yields ``on_record(record)`` (the CLI's bar).
     guidance_set : path, optional
-        A guidance set (TOML, or ``embedded``: :mod:`agent3d.guidance`): then ``out/guidance.json`` holds the guidance benchmark
-        (:mod:`agent3d.evaluation.guidance`) of every run, text-blind and weighted by each of ``guidance_readers``
-        (folders written by ``tune --method guidance``); the summary gains ``guidance``.
+        A guidance set (TOML, or ``embedded``: :mod:`agent3d.guidance`): then ``out/guidance.json`` holds the
+        guidance benchmark (:mod:`agent3d.evaluation.guidance`) of every run, text-blind and weighted by
+        ``config.guidance_reader`` (unless ``none``) and each of ``guidance_readers`` (folders written by ``tune
+        --method guidance``); the summary gains ``guidance``. Refused with ``config.guidance``: the runs must be
+        text-blind.
 
     Returns
     -------
@@ -156,7 +162,9 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
         adapter = check_detect(config.model_copy(update={"gating": gating}), backend, prompts) or adapter
     data = load_dataset(dataset)
     guidance = read_guidance_set(guidance_set) if guidance_set else None  # refused before anything is written
-    readers = load_readers(guidance_readers) if guidance else {}
+    if guidance and config.guidance:
+        raise InputError("--guidance-set", "benchmarks text-blind runs: leave out --guidance")
+    readers = load_readers(config.guidance_reader, guidance_readers) if guidance else {}
     read_references(list(references), remove_plane)  # a bad reference is refused before anything is written
     check_output(out, folder=True, keep="config.json")
     run = EvalConfig(dataset=str(dataset), layout=data.layout, gatings=gatings, prompts=prompts, prompt_hashes=hashes,

@@ -175,6 +175,9 @@ class Detection:
         Fraction of full-cloud points the scorer was allowed to touch.
     llm : LLMReport or None
         Token usage, dropped items, failures and raw replies.
+    guidance : dict or None
+        When a guidance reader weighted the scores (:mod:`agent3d.guidance`): ``{"reader", "kinds"}``, the reader's
+        folder name and the probability of each kind it read from ``--guidance``; None otherwise.
     """
 
     object_score: float
@@ -192,6 +195,7 @@ class Detection:
     seeds: list[int] = field(default_factory=list)
     registration: dict | None = None
     llm: LLMReport | None = None
+    guidance: dict | None = None
 
     @property
     def n_points(self) -> int:
@@ -221,4 +225,5 @@ class Detection:
             "seeds": list(self.seeds),
             "registration": self.registration,
             "llm": self.llm.to_json() if self.llm else None,
+            "guidance": self.guidance,
         }

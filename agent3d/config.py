@@ -47,6 +47,11 @@ class DetectConfig(BaseModel):
     prompts_dir: str | None = Field(None, description="Folder of your own prompt templates.")
     guidance: str = Field("", description="What is normal for this part and what a defect looks like (text or "
                                           "@FILE), shown by every template.")
+    guidance_reader: str = Field("embedded", description="What reads --guidance for the kind of defect it asks for "
+                                                         "(raised, sunk, any) so that every point's score is "
+                                                         "weighted by its fit: 'embedded' (a probe on Gemma 3 270M, "
+                                                         "extra gemma), a folder (tune --method guidance) or 'none' "
+                                                         "(the text only reaches the prompt).")
     n_points: int = Field(64, ge=1, description="Points shown to the language model (64 fit SmolLM2-135M: about "
                                                 "1,300 prompt tokens).")
     sampling: Literal[SAMPLERS] = Field("fps", description="How those points are chosen: farthest point sampling "

@@ -159,6 +159,12 @@ def dominant_displacement(points: np.ndarray, displacement: np.ndarray, k: int =
     return values[np.arange(len(points)), np.argmax(np.abs(values), axis=1)]
 
 
+def surface_displacement(points: np.ndarray) -> np.ndarray:
+    """Every point's :func:`dominant_displacement` of the :func:`signed_displacement` of all points (default sizes):
+    what guidance weights by (:mod:`agent3d.guidance`). ndarray of shape (n_points,), float64, point spacings."""
+    return dominant_displacement(points, signed_displacement(points, np.arange(len(points))))
+
+
 def _frames(neighbourhoods: np.ndarray) -> np.ndarray:
     """Per neighbourhood (m, k, 3): rows u, v, n of a PCA frame (shape (m, 3, 3)), n the smallest axis."""
     centred = neighbourhoods - neighbourhoods.mean(axis=1, keepdims=True)

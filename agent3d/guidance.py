@@ -15,7 +15,9 @@ without pickle. Guidance sets (``evaluate --guidance-set``) are TOML files of ``
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent3d.base import InputError
+from agent3d.defects import surface_displacement
 
 KINDS = ("raised", "sunk", "any")
 NOTE = 'An inspector wrote: "{}"\nIn one word, the defects the inspector wants reported are'
@@ -105,6 +108,8 @@ class GuidanceReader:
         The kinds, in the order of the probe's outputs.
     record_ : dict
         ``guidance.json``.
+    name_ : str
+        The folder's name (``embedded`` for the shipped reader).
 
     Raises
     ------
@@ -116,6 +121,7 @@ class GuidanceReader:
         if folder is None:
             return
         folder = Path(folder)
+        self.name_ = "embedded" if folder == shipped_reader_dir() else folder.name
         try:
             self.record_ = json.loads((folder / "guidance.json").read_text())
             with np.load(folder / "guidance.npz", allow_pickle=False) as data:
@@ -195,6 +201,102 @@ class GuidanceReader:
         np.savez(folder / "guidance.npz", **self.arrays_)
         self.record_ = {**record, "classes": self.classes_}
         write_json(folder / "guidance.json", self.record_)
+
+
+def shipped_reader_dir() -> Path:
+    """The guidance reader shipped with the package (``--guidance-reader embedded``): a probe on Gemma 3 270M's
+    states, trained on the shipped set's training phrasings (README, "Guidance")."""
+    return Path(__file__).resolve().parent / "shipped" / "guidance-reader"
+
+
+def resolve_reader(value: str | None) -> "GuidanceReader | None":
+    """The reader ``--guidance-reader`` names: ``embedded`` (the shipped one), a folder, or ``none`` / None; its model
+    is located (an embedded one assembled) so that a missing one is refused before any work.
+
+    Raises
+    ------
+    InputError
+        A folder that is not a guidance reader.
+    agent3d.llm.base.BackendError
+        Its model is an embedded model that is not installed (the message names the extra).
+    """
+    from agent3d.llm.base import BackendError
+    from agent3d.llm.embedded import model_path
+
+    if not value or value == "none":
+        return None
+    reader = GuidanceReader(shipped_reader_dir() if value == "embedded" else value)
+    try:
+        model_path(reader.record_["base_model"].get("model"))
+    except BackendError as error:
+        raise BackendError(f"the guidance reader needs its model: {error}; or --guidance-reader none") from None
+    return reader
+
+
+_MODELS: dict = {}
+_DISPLACEMENT: dict = {}
+_READING = threading.Lock()  # one llama.cpp context per model, used by one thread at a time
+
+
+def read_kinds(reader: "GuidanceReader", text: str) -> dict[str, float]:
+    """The kind probabilities ``reader`` reads from ``text``, its model loaded once per process.
+
+    Raises
+    ------
+    InputError
+        The reader's model is another than its record names.
+    agent3d.llm.base.BackendError
+        The reader's model is not installed (an embedded model's message names its extra).
+    """
+    from agent3d.llm.states import LineStateReader
+
+    base = reader.record_["base_model"]
+    with _READING:
+        if base["sha256"] not in _MODELS:
+            _MODELS[base["sha256"]] = LineStateReader(base.get("model"), n_ctx=2048)
+        return reader.read(_MODELS[base["sha256"]], text)
+
+
+def guidance_weights(points: np.ndarray, kinds: dict[str, float]) -> np.ndarray:
+    """Each point's fit to the kinds read: ``sum_k p_k kind_weights(displacement, k)``.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    kinds : dict of str to float
+        From :func:`read_kinds`.
+
+    Returns
+    -------
+    ndarray of shape (n_points,), float64, in (0, 1]
+    """
+    key = hashlib.sha1(np.ascontiguousarray(points).tobytes()).hexdigest()
+    with _READING:  # the last cloud's displacement is kept: detect's verdict weights the same cloud eight times
+        if _DISPLACEMENT.get("key") != key:
+            _DISPLACEMENT.update(key=key, value=surface_displacement(points))
+        displacement = _DISPLACEMENT["value"]
+    return sum(p * kind_weights(displacement, kind) for kind, p in kinds.items())
+
+
+def guided_scores(scores: np.ndarray, scored: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Scores after guidance: each scored point's score times its weight, the rest the new floor (the lowest weighted
+    score), as :func:`agent3d.scoring.propagate` gives it — points the scorer never checked stay ungraded.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_points,), float64
+    scored : ndarray of shape (n_points,), bool
+    weights : ndarray of shape (n_points,), float64
+        From :func:`guidance_weights` (or one kind's :func:`kind_weights`).
+
+    Returns
+    -------
+    ndarray of shape (n_points,), float64
+    """
+    weighted = scores[scored] * weights[scored]
+    guided = np.full(len(scores), weighted.min() if len(weighted) else 0.0)
+    guided[scored] = weighted
+    return guided
 
 
 def pooled_state(reader, text: str, pooling: str) -> np.ndarray:

@@ -1,5 +1,6 @@
 """One cloud through the whole flow: sample, seed (ask the model, or a baseline rule; :mod:`agent3d.gating`), gate,
-score, propagate."""
+score, propagate; with ``--guidance`` and a guidance reader, every point's score is then weighted by its fit to the
+kind of defect the words ask for (:mod:`agent3d.guidance`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from agent3d.cloud import Detection, PointCloud
 from agent3d.config import DetectConfig
 from agent3d.gating import Seeds, strategy
 from agent3d.geometry import CloudContext
+from agent3d.guidance import guided_scores, guidance_weights, read_kinds, resolve_reader
 from agent3d.llm.base import Backend
 from agent3d.sampling import sample
 from agent3d.scoring import Scorer, SelfReferenceScorer, object_score, propagate
@@ -57,9 +59,15 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     mask = np.zeros(len(cloud), dtype=bool)
     mask[scored] = True
     report = found.report
+    scores, guidance = propagate(len(cloud), scored, point_scores), None
+    reader = resolve_reader(config.guidance_reader) if config.guidance else None
+    if reader is not None:  # the words read as a kind of defect, every point weighted by its fit to it
+        kinds = read_kinds(reader, config.guidance)
+        scores = guided_scores(scores, mask, guidance_weights(points, kinds))
+        point_scores, guidance = scores[scored], {"reader": reader.name_, "kinds": kinds}
     return Detection(
         object_score=object_score(point_scores, config.object_score, config.topk),
-        scores=propagate(len(cloud), scored, point_scores), scored=mask, suspects=found.suspects,
+        scores=scores, scored=mask, suspects=found.suspects, guidance=guidance,
         seconds=time.perf_counter() - start,
         backend=backend.name if report else None, model=backend.model if report else None,
         prompt=found.prompt, gating=config.gating, scorer=scorer.name, budget=config.budget,

@@ -1,12 +1,19 @@
 """The first screen's answer to "did the language model help?": for a cloud with ground truth, the run's P-AUROC
 and how many ground-truth regions got a suspect (or seed), next to the same two figures for the learned (no-LLM),
-saliency, random and all gatings on the same cloud with the same scorer and budget (no model call; seconds)."""
+saliency, random and all gatings on the same cloud with the same scorer and budget (no model call; seconds).
+
+When guidance weighted the scores, the ground truth is the regions of the kind the reader read most likely
+(:func:`agent3d.defects.region_kinds`; ``any``: every region), and each baseline appears twice: guided, and
+text-blind (``GATING (text-blind)``), so the panel shows what the words changed."""
 
 from __future__ import annotations
+
+import numpy as np
 
 
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import DetectConfig
+from agent3d.defects import region_kinds
 from agent3d.evaluation.metrics import GroundTruth, auroc
 from agent3d.gating import TO_BEAT, strategy
 from agent3d.pipeline import detect
@@ -33,12 +40,14 @@ def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) 
     dict
         ``{gating: {"p_auroc", "regions_hit", "regions"}}``, the run's gating first; ``regions_hit`` is None
         for ``all`` (it scores every point, it names no seed); ``p_auroc`` None when the labels hold one class.
+        With guidance, also ``{"GATING (text-blind)": ...}`` per baseline.
     """
-    truth = GroundTruth.of(cloud.points, cloud.labels)
+    labels = matched_labels(cloud.points, cloud.labels, result.guidance["kinds"]) if result.guidance else cloud.labels
+    truth = GroundTruth.of(cloud.points, labels)
 
     def figures(found: Detection) -> dict:
         hit, total = truth.regions_hit(found.seeds)
-        return {"p_auroc": auroc(cloud.labels, found.scores),
+        return {"p_auroc": auroc(labels, found.scores),
                 "regions_hit": hit if strategy(found.gating).budgeted else None,
                 "regions": total}
 
@@ -46,7 +55,32 @@ def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) 
     for gating in BASELINES:
         if gating not in table:
             table[gating] = figures(detect(cloud, config.model_copy(update={"gating": gating}), None, scorer))
+    if result.guidance:
+        for gating in BASELINES:
+            blind = config.model_copy(update={"gating": gating, "guidance": ""})
+            table[f"{gating} (text-blind)"] = figures(detect(cloud, blind, None, scorer))
     return table
+
+
+def matched_labels(points: np.ndarray, labels: np.ndarray, kinds: dict[str, float]) -> np.ndarray:
+    """The labels of the regions of the most likely kind in ``kinds`` (all of them for ``any``).
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    labels : ndarray of shape (n_points,), {0, 1}
+    kinds : dict of str to float
+        Kind probabilities (:func:`agent3d.guidance.read_kinds`).
+
+    Returns
+    -------
+    ndarray of shape (n_points,), uint8
+    """
+    kind = max(kinds, key=kinds.get)
+    if kind == "any":
+        return np.asarray(labels, dtype=np.uint8)
+    regions, defects = region_kinds(points, labels)
+    return np.isin(regions, [d.region for d in defects if d.kind == kind]).astype(np.uint8)
 
 
 def verdict_line(table: dict) -> str:

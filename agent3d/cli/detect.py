@@ -68,9 +68,14 @@ def detect(
     else:
         zero_shot = result.backend == "llama-cpp" and adapter is None  # the embedded model, asked to answer
         print_detection(result, cloud, zero_shot=zero_shot)
-        if config.guidance:
-            typer.echo("guidance: shown to the model in the prompt only; no guidance reader ships with this version, "
-                       "so the words do not weight the scores (README, 'Guidance')", err=True)
+        if result.guidance:
+            kinds = ", ".join(f"{kind} {p:.2f}" for kind, p in sorted(result.guidance["kinds"].items(),
+                                                                      key=lambda item: -item[1]))
+            typer.echo(f"guidance read by the {result.guidance['reader']} reader as {kinds}; every score weighted by "
+                       "its point's fit to it (README, 'Guidance'; the verdict judges the most likely kind's regions)",
+                       err=True)
+        elif config.guidance:
+            typer.echo("guidance: shown to the model in the prompt only (--guidance-reader none)", err=True)
         if table:
             print_verdict(table)
 

@@ -33,8 +33,8 @@ def evaluate(
     guidance_set: Optional[Path] = typer.Option(None, help="A guidance set (TOML; 'embedded': the shipped one): "
                                                            "guidance.json holds flip AUROC and matched figures per "
                                                            "run and phrasing split."),
-    guidance_reader: list[Path] = typer.Option([], help="A guidance reader (tune --method guidance) whose reading "
-                                                        "of each phrasing weights every run's scores (repeatable)."),
+    compare_reader: list[Path] = typer.Option([], help="With --guidance-set: another guidance reader (tune --method "
+                                                       "guidance) to benchmark beside --guidance-reader (repeatable)."),
     **options,
 ) -> None:
     """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
@@ -47,7 +47,7 @@ def evaluate(
         summary = run_evaluate(dataset, out, gatings, options["prompt"], detect_config,
                                config_from(BackendConfig, options), reference, workers, concurrency, scheduler,
                                not keep_plane, bootstrap, progress=lambda total, done: evaluation_progress(total, done, out),
-                               guidance_set=guidance_set, guidance_readers=guidance_reader)
+                               guidance_set=guidance_set, guidance_readers=compare_reader)
     print_summary(summary, out)
     if "guidance" in summary:
         print_guidance(summary["guidance"])

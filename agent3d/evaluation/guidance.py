@@ -6,8 +6,9 @@ point_kinds`; the other kind counts as normal, ``any`` keeps every region). For 
 stored per-point scores) three kinds of row:
 
 - ``RUN``: the text-blind run as it is: the same scores under every entry, so its flip AUROC is exactly 0.5;
-- ``RUN + guidance NAME``: the scores weighted by the kind a guidance reader (:class:`agent3d.guidance.
-  GuidanceReader`) reads from the entry's text, ``w = sum_k p(k | text) kind_weights(displacement, k)``;
+- ``RUN + guidance NAME``: the scored points' scores weighted by the kind a guidance reader
+  (:class:`agent3d.guidance.GuidanceReader`) reads from the entry's text, ``w = sum_k p(k | text)
+  kind_weights(displacement, k)``, as ``detect --guidance`` does (:func:`agent3d.guidance.guided_scores`);
 - ``RUN + kind given``: the same with the entry's true kind (what a perfect reader would reach: the geometry's
   part alone).
 
@@ -27,36 +28,37 @@ import numpy as np
 from scipy.stats import bootstrap, permutation_test
 
 from agent3d.datasets import Dataset
-from agent3d.defects import dominant_displacement, region_kinds, signed_displacement
+from agent3d.defects import region_kinds, surface_displacement
 from agent3d.evaluation.metrics import auroc, region_radius, suspect_recall
 from agent3d.evaluation.store import read_lines
-from agent3d.guidance import KINDS, GuidanceEntry, GuidanceReader, GuidanceSet, kind_weights
+from agent3d.guidance import (KINDS, GuidanceEntry, GuidanceReader, GuidanceSet, guided_scores, kind_weights,
+                              read_kinds, resolve_reader)
 from agent3d.outputs import write_json
 
 SPLITS = ("train", "held-out")
 
 
-def load_readers(folders) -> dict[str, GuidanceReader]:
-    """Guidance readers by name (their folder's name), checked before any work.
+def load_readers(configured: str, others=()) -> dict[str, GuidanceReader]:
+    """Guidance readers by name (their folder's name; ``embedded``), checked before any work: the configured
+    ``--guidance-reader`` (none for ``none``) and each of ``others``.
 
     Raises
     ------
     InputError
         A folder that is not a guidance reader.
+    agent3d.llm.base.BackendError
+        A reader's model that is not installed.
     """
-    return {Path(folder).name: GuidanceReader(folder) for folder in folders}
+    readers = [resolve_reader(configured), *(resolve_reader(str(folder)) for folder in others)]
+    return {reader.name_: reader for reader in readers if reader is not None}
 
 
 def write_guidance(out: Path, dataset: Dataset, guidance_set: GuidanceSet, readers: dict[str, GuidanceReader],
                    remove_plane: bool = True, seed: int = 0) -> dict:
     """Read every entry with every reader (its model through llama.cpp), then write :func:`guidance_benchmark`'s
     figures to ``out/guidance.json`` (with the entries and each reader's kind probabilities) and return them."""
-    from agent3d.llm.states import LineStateReader
-
-    readings = {}
-    for name, reader in readers.items():
-        model = LineStateReader(reader.record_["base_model"].get("model"), n_ctx=2048)
-        readings[name] = [reader.read(model, entry.text) for entry in guidance_set.guidance]
+    readings = {name: [read_kinds(reader, entry.text) for entry in guidance_set.guidance]
+                for name, reader in readers.items()}
     figures = guidance_benchmark(out, dataset, guidance_set, readings, remove_plane, seed)
     figures["entries"] = [{**entry.model_dump(), **{f"p_{name}": readings[name][i] for name in readings}}
                           for i, entry in enumerate(guidance_set.guidance)]
@@ -107,7 +109,7 @@ def _truth(cloud) -> dict:
     the regions of each kind numbered 0.. (-1 elsewhere, for :func:`suspect_recall`), the region radius, and each
     point's weight under each kind (:func:`agent3d.guidance.kind_weights` of its dominant displacement)."""
     regions, defects = region_kinds(cloud.points, cloud.labels)
-    displacement = dominant_displacement(cloud.points, signed_displacement(cloud.points, np.arange(len(cloud.points))))
+    displacement = surface_displacement(cloud.points)
     numbered = {}
     for kind in ("raised", "sunk", "any"):
         chosen = [d.region for d in defects if kind == "any" or d.kind == kind]
@@ -122,11 +124,12 @@ def _truth(cloud) -> dict:
 def _cloud_run(out: Path, record: dict, truth: dict) -> dict:
     """One record's stored scores and, per kind, the regions of that kind its seeds hit and their number."""
     with np.load(out / record["scores_file"], allow_pickle=False) as data:
-        scores = data["scores"].astype(np.float64)
+        scores = data["scores"].astype(np.float64)  # runs written before the mask was stored: every point counts
+        scored = data["scored"].astype(bool) if "scored" in data.files else np.ones(len(scores), dtype=bool)
     seeds = np.asarray(record.get("seeds") or [], dtype=np.int64)
     hits = {kind: suspect_recall(truth["points"], regions, seeds, truth["radius"])
             for kind, regions in truth["regions"].items()}
-    return {"kinds": truth["kinds"], "weights": truth["weights"], "scores": scores, "hits": hits}
+    return {"kinds": truth["kinds"], "weights": truth["weights"], "scores": scores, "scored": scored, "hits": hits}
 
 
 def _row(clouds: list[dict], guidance_set: GuidanceSet, probabilities: list[dict] | None, seed: int) -> dict:
@@ -134,8 +137,8 @@ def _row(clouds: list[dict], guidance_set: GuidanceSet, probabilities: list[dict
     per_cloud = []
     for cloud in clouds:
         scores, weights = cloud["scores"], cloud["weights"]
-        guided = {i: scores if probabilities is None else scores * sum(p * weights[kind] for kind, p in
-                                                                     probabilities[i].items()) for i, _ in entries}
+        guided = {i: scores if probabilities is None else guided_scores(scores, cloud["scored"], sum(
+            p * weights[kind] for kind, p in probabilities[i].items())) for i, _ in entries}
         per_cloud.append((cloud["kinds"], guided, cloud["hits"]))
     return {split: _figures([(i, e) for i, e in entries if e.split == split], per_cloud, seed) for split in SPLITS}
 

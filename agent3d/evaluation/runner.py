@@ -88,7 +88,7 @@ def _run(sample: Sample, cloud, truth: GroundTruth, scorer, gating: str, prompt:
     key = run_key(sample, gating, prompt)
     scores_file = Path("scores") / (key.replace("/", "__") + ".npz")
     arrays = {"scores": result.scores.astype(np.float32), "labels": cloud.labels,
-              "regions": truth.regions.astype(np.int32)}
+              "regions": truth.regions.astype(np.int32), "scored": result.scored}
     hit, total = truth.regions_hit(result.seeds)
     llm = result.llm
     record = SampleRecord(

@@ -20,7 +20,8 @@ import numpy as np
 
 from agent3d import outputs
 from agent3d.base import InputError
-from agent3d.guidance import POOLINGS, GuidanceReader, guidance_set_path, pooled_state, read_guidance_set
+from agent3d.guidance import (POOLINGS, GuidanceReader, guidance_set_path, pooled_state, read_guidance_set,
+                              shipped_guidance_set)
 from agent3d.llm.states import LineStateReader
 
 STRENGTHS = (0.001, 0.01, 0.1, 1.0)
@@ -103,7 +104,8 @@ def tune_guidance(guidance_set: Path, out: Path, model: str | None = None, folds
     held_kinds = probe.predict(states[pooling][1]) if held else []
     record = {"method": "guidance", "base_model": {"name": reader.model, "sha256": reader.sha256,
                                                    "model": str(model or "smollm2-135m")},
-              "guidance_set": {"path": str(guidance_set), "sha256": hashlib.sha256(
+              "guidance_set": {"path": "embedded" if guidance_set == shipped_guidance_set() else str(guidance_set),
+                               "sha256": hashlib.sha256(
                   Path(guidance_set).read_bytes()).hexdigest()},
               "pooling": pooling, "note": POOLINGS[pooling][0], "last_tokens": POOLINGS[pooling][1], "C": strength,
               "cross_validation": {"folds": folds, "accuracy": {f"{p}, C={c}": round(a, 4)
