@@ -130,3 +130,15 @@ def test_a_head_of_smollm2_is_refused_with_gemma(tmp_path):
                                  str(folder), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "another base model (smollm2.gguf" in result.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # loads Gemma 3 270M through llama.cpp and transformers
+def test_transformers_reads_gemma_in_the_same_plain_format_as_llama_cpp():
+    from agent3d.llm.states import LineStateReader
+    from agent3d.llm.transformers import chat_ids, load_base, model_identity, prompt_format
+
+    messages = [{"role": "system", "content": "Name the points on a defect."},
+                {"role": "user", "content": "p0 10 20 30\np1 40 50 60\nWhich point lies on a defect?"}]
+    _, tokenizer = load_base(model_identity(GEMMA), "cpu")
+    assert prompt_format(tokenizer) == "plain-v1"
+    assert chat_ids(tokenizer, messages) == LineStateReader(GEMMA, n_ctx=512).tokens(messages)
