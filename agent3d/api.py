@@ -23,7 +23,7 @@ from agent3d.datasets import load_dataset
 from agent3d.evaluation.distributed import connect
 from agent3d.evaluation.guidance import load_readers, write_guidance
 from agent3d.evaluation.report import write_report
-from agent3d.evaluation.runner import run_evaluation
+from agent3d.evaluation.runner import check_parallelism, run_evaluation
 from agent3d.evaluation.store import EvalConfig, check_config, done_keys, run_lock
 from agent3d.evaluation.summary import summarize
 from agent3d.gating import strategy
@@ -171,6 +171,7 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
                      references=[str(r) for r in references], detect=config, backend=backend,
                      adapter_hash=adapter.digest if adapter else None, remove_plane=remove_plane, version=__version__)
     check_config(out, run)
+    check_parallelism(run, workers, concurrency)
     client = connect(scheduler) if scheduler else None
     with run_lock(out), client or nullcontext():
         total, done = len(data.samples) * len(run.runs()), len(done_keys(out))
@@ -185,7 +186,7 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
         samples = {(s.class_name, s.name): s for s in data.samples}
         write_report(out, summary, lambda name, sample: samples[(name, sample)].load(remove_plane).points)
         if guidance:
-            summary["guidance"] = write_guidance(out, data, guidance, readers, remove_plane, config.seed)["runs"]
+            summary["guidance"] = write_guidance(out, data, guidance, readers, run)["runs"]
     return summary
 
 

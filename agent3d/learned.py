@@ -117,6 +117,11 @@ def load_learned(folder: str) -> LearnedBaseline:
     return LearnedBaseline(folder)
 
 
-def learned_seeds(view: View, model: LearnedBaseline, n_seeds: int) -> np.ndarray:
-    """The full-cloud indices of the ``n_seeds`` lines the model scores highest, shape (<= n_seeds,), int64."""
-    return np.asarray(view.indices)[np.argsort(-model.predict_proba(view), kind="stable")[:n_seeds]]
+def learned_seeds(view: View, model: LearnedBaseline, n_seeds: int, prior: np.ndarray | None = None) -> np.ndarray:
+    """The full-cloud indices of the ``n_seeds`` lines the model scores highest, shape (<= n_seeds,), int64;
+    with ``prior`` (shape (n_lines,), float64 in (0, 1]: each line's fit to the kind of defect the guidance asks
+    for, :func:`agent3d.guidance.guidance_weights`: about 1 on that kind, 0.5 on flat surface, 0 on the other
+    kind), the probability times the prior."""
+    confidence = model.predict_proba(view)
+    confidence = confidence if prior is None else confidence * prior
+    return np.asarray(view.indices)[np.argsort(-confidence, kind="stable")[:n_seeds]]

@@ -1,6 +1,7 @@
 """One cloud through the whole flow: sample, seed (ask the model, or a baseline rule; :mod:`agent3d.gating`), gate,
-score, propagate; with ``--guidance`` and a guidance reader, every point's score is then weighted by its fit to the
-kind of defect the words ask for (:mod:`agent3d.guidance`)."""
+score, propagate. With ``--guidance`` and a guidance reader, the words are read as a kind of defect first
+(:mod:`agent3d.guidance`): each point's fit to it steers the rules' seeds (:func:`agent3d.gating.steered`) and then
+weights its score."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from agent3d.scoring import Scorer, SelfReferenceScorer, object_score, propagate
 
 
 def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = None,
-           scorer: Scorer | None = None) -> Detection:
+           scorer: Scorer | None = None, kinds: dict[str, float] | None = None) -> Detection:
     """Run the pipeline on one cloud.
 
     Parameters
@@ -31,6 +32,10 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         (:class:`agent3d.llm.head.HeadBackend`) reads the model's states instead of asking it.
     scorer : Scorer, optional
         A fitted scorer (:func:`agent3d.scoring.build_scorer`); the self-reference scorer by default.
+    kinds : dict of str to float, optional
+        The kind probabilities of ``config.guidance`` already read (:func:`agent3d.guidance.read_kinds`; the
+        guidance benchmark reads each phrasing once), or a kind given outright (``{"raised": 1.0}``); by default
+        ``config.guidance_reader`` reads ``config.guidance``.
 
     Returns
     -------
@@ -48,10 +53,13 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     """
     start = time.perf_counter()
     points, gating = cloud.points, strategy(config.gating)
+    reader = resolve_reader(config.guidance_reader) if config.guidance and kinds is None else None
+    kinds = read_kinds(reader, config.guidance) if reader is not None else kinds
+    weights = guidance_weights(points, kinds) if kinds else None  # each point's fit to the kind read
     found = Seeds(np.empty(0, dtype=np.int64))
     if gating.budgeted:
         shown = sample(points, config.n_points, config.sampling, seed=config.seed)
-        found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend)
+        found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights)
     scored = gating.select(points, found.indices, config.budget)
     scorer = scorer or SelfReferenceScorer(seed=config.seed)
     point_scores = scorer.score_samples(points, scored)
@@ -60,11 +68,9 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     mask[scored] = True
     report = found.report
     scores, guidance = propagate(len(cloud), scored, point_scores), None
-    reader = resolve_reader(config.guidance_reader) if config.guidance else None
-    if reader is not None:  # the words read as a kind of defect, every point weighted by its fit to it
-        kinds = read_kinds(reader, config.guidance)
-        scores = guided_scores(scores, mask, guidance_weights(points, kinds))
-        point_scores, guidance = scores[scored], {"reader": reader.name_, "kinds": kinds}
+    if weights is not None:  # every scored point weighted by its fit to the kind read
+        scores = guided_scores(scores, mask, weights)
+        point_scores, guidance = scores[scored], {"reader": reader.name_ if reader else "given", "kinds": kinds}
     return Detection(
         object_score=object_score(point_scores, config.object_score, config.topk),
         scores=scores, scored=mask, suspects=found.suspects, guidance=guidance,

@@ -10,9 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from agent3d.cli import app
+from agent3d.config import DetectConfig
 from agent3d.defects import region_kinds, signed_displacement
 from agent3d.guidance import GuidanceReader, guided_scores, kind_weights, read_guidance_set, shipped_guidance_set
 from agent3d.io import read_cloud
+from agent3d.pipeline import detect
 from agent3d.synth import DefectParams, plant
 from conftest import wavy_surface
 
@@ -96,17 +98,39 @@ def test_a_malformed_guidance_set_is_refused_in_one_line_before_anything_is_writ
 
 def test_a_text_blind_gating_has_flip_auroc_exactly_one_half_and_the_given_kind_steers_it(tmp_path):
     out = tmp_path / "run"
-    result = runner.invoke(app, ["evaluate", str(SAMPLES), "--gating", "saliency", "--gating", "all", "--out",
-                                 str(out), "--guidance-set", "embedded", "--bootstrap", "0", "--guidance-reader", "none"])
+    result = runner.invoke(app, ["evaluate", str(SAMPLES), "--gating", "saliency", "--gating", "learned", "--gating",
+                                 "all", "--out", str(out), "--guidance-set", "embedded", "--bootstrap", "0",
+                                 "--guidance-reader", "none"])
     assert result.exit_code == 0, result.stderr
     rows = json.loads((out / "guidance.json").read_text())["runs"]
-    for run in ("saliency", "all"):
+    for run in ("saliency", "learned", "all"):
         for split in ("train", "held-out"):
             assert rows[run][split]["flip_auroc"] == 0.5 and rows[run][split]["flip_p"] is None
             assert rows[f"{run} + kind given"][split]["flip_auroc"] > 0.9
     # a gated run scores the regions of the other kind too; the given kind takes them out of its answer
-    assert rows["saliency + kind given"]["held-out"]["matched_p_auroc"] > rows["saliency"]["held-out"]["matched_p_auroc"]
+    blind = rows["saliency"]["held-out"]
+    assert rows["saliency + kind given"]["held-out"]["matched_p_auroc"] > blind["matched_p_auroc"]
+    # the learned seeds follow the kind (the cloud is detected again); the rule's and all's have nothing to follow
+    steered, unsteered = rows["learned + kind given"]["held-out"], rows["learned + kind given, blind seeds"]["held-out"]
+    assert steered["matched_suspect_recall"] > unsteered["matched_suspect_recall"]
+    assert unsteered["matched_suspect_recall"] == rows["learned"]["held-out"]["matched_suspect_recall"]
+    assert "saliency + kind given, blind seeds" not in rows and "all + kind given, blind seeds" not in rows
     assert "flip AUROC" in result.stdout
+
+
+def test_the_kind_read_steers_the_learned_seeds_to_its_own_regions_and_leaves_the_rule_alone():
+    cloud = read_cloud(SAMPLES / "surface_00.txt")
+    regions, defects = region_kinds(cloud.points, cloud.labels)
+    kinds = np.array(["", *[d.kind for d in defects]])[regions + 1]
+    rule = DetectConfig(gating="saliency", n_points=64)
+    assert np.array_equal(detect(cloud, rule, kinds={"raised": 1.0}).seeds, detect(cloud, rule).seeds)
+    config = DetectConfig(gating="learned", n_points=64)
+    blind = kinds[detect(cloud, config).seeds]
+    for asked, other in (("raised", "sunk"), ("sunk", "raised")):
+        steered = kinds[detect(cloud, config, kinds={asked: 1.0}).seeds]
+        assert np.sum(steered == other) < np.sum(blind == other)
+        assert np.sum(steered == asked) >= np.sum(blind == asked)
+    assert np.array_equal(detect(cloud, config, kinds={"any": 1.0}).seeds, detect(cloud, config).seeds)
 
 
 def test_a_guidance_reader_reads_the_same_twice_and_never_unpickles(tmp_path):

@@ -6,22 +6,27 @@ point_kinds`; the other kind counts as normal, ``any`` keeps every region). For 
 stored per-point scores) three kinds of row:
 
 - ``RUN``: the text-blind run as it is: the same scores under every entry, so its flip AUROC is exactly 0.5;
-- ``RUN + guidance NAME``: the scored points' scores weighted by the kind a guidance reader
-  (:class:`agent3d.guidance.GuidanceReader`) reads from the entry's text, ``w = sum_k p(k | text)
-  kind_weights(displacement, k)``, as ``detect --guidance`` does (:func:`agent3d.guidance.guided_scores`);
-- ``RUN + kind given``: the same with the entry's true kind (what a perfect reader would reach: the geometry's
-  part alone).
+- ``RUN + guidance NAME``: what ``detect --guidance`` does with the kind a guidance reader
+  (:class:`agent3d.guidance.GuidanceReader`) reads from the entry's text: each point's fit ``w = sum_k p(k | text)
+  kind_weights(displacement, k)`` steers the seeds of the rules that follow guidance (:func:`agent3d.gating.
+  steered`; the cloud is gated and scored again, through :func:`agent3d.pipeline.detect`) and weights the scored
+  points' scores (:func:`agent3d.guidance.guided_scores`); other runs' stored scores are weighted;
+- ``RUN + guidance NAME, blind seeds`` (rules that follow guidance only): the stored text-blind run's scores
+  weighted, its seeds unchanged: what the seeds' steering adds;
+- ``RUN + kind given`` (and ``, blind seeds``): the same with the entry's true kind (what a perfect reader would
+  reach: the geometry's part alone).
 
 Figures per row and split (``train`` / ``held-out`` phrasings): ``flip_auroc`` (over anomalous points of known kind,
 raised = 1, sunk = 0, the score under a raised entry minus the score under its sunk counterpart, the j-th of each
 kind in the split; pooled over clouds, mean over pairs), ``matched_p_auroc`` (mean over entries), ``matched_suspect_
-recall`` (the run's seeds against the entry's regions; the guidance weights the scores, not the seeds) and
+recall`` (the run's seeds, under that entry, against the entry's regions) and
 ``n_points``; per-cloud flip AUROC gives the 95 % bootstrap interval over clouds and the exact paired permutation
 p against the text-blind row (scipy).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +35,13 @@ from scipy.stats import bootstrap, permutation_test
 from agent3d.datasets import Dataset
 from agent3d.defects import region_kinds, surface_displacement
 from agent3d.evaluation.metrics import auroc, region_radius, suspect_recall
-from agent3d.evaluation.store import read_lines
+from agent3d.evaluation.runner import class_scorer, sample_references
+from agent3d.evaluation.store import EvalConfig, read_lines
+from agent3d.gating import strategy
 from agent3d.guidance import (KINDS, GuidanceEntry, GuidanceReader, GuidanceSet, guided_scores, kind_weights,
                               read_kinds, resolve_reader)
 from agent3d.outputs import write_json
+from agent3d.pipeline import detect
 
 SPLITS = ("train", "held-out")
 
@@ -54,12 +62,12 @@ def load_readers(configured: str, others=()) -> dict[str, GuidanceReader]:
 
 
 def write_guidance(out: Path, dataset: Dataset, guidance_set: GuidanceSet, readers: dict[str, GuidanceReader],
-                   remove_plane: bool = True, seed: int = 0) -> dict:
+                   run: EvalConfig) -> dict:
     """Read every entry with every reader (its model through llama.cpp), then write :func:`guidance_benchmark`'s
     figures to ``out/guidance.json`` (with the entries and each reader's kind probabilities) and return them."""
     readings = {name: [read_kinds(reader, entry.text) for entry in guidance_set.guidance]
                 for name, reader in readers.items()}
-    figures = guidance_benchmark(out, dataset, guidance_set, readings, remove_plane, seed)
+    figures = guidance_benchmark(out, dataset, guidance_set, readings, run)
     figures["entries"] = [{**entry.model_dump(), **{f"p_{name}": readings[name][i] for name in readings}}
                           for i, entry in enumerate(guidance_set.guidance)]
     write_json(out / "guidance.json", figures)
@@ -67,7 +75,7 @@ def write_guidance(out: Path, dataset: Dataset, guidance_set: GuidanceSet, reade
 
 
 def guidance_benchmark(out: Path, dataset: Dataset, guidance_set: GuidanceSet, readings: dict[str, list[dict]],
-                       remove_plane: bool = True, seed: int = 0) -> dict:
+                       run: EvalConfig) -> dict:
     """The benchmark's figures for every run stored in ``out``.
 
     Parameters
@@ -75,12 +83,13 @@ def guidance_benchmark(out: Path, dataset: Dataset, guidance_set: GuidanceSet, r
     out : Path
         A finished evaluation's run folder.
     dataset : Dataset
-        Its dataset (the clouds are read again for their geometry).
+        Its dataset (the clouds are read again for their geometry, and gated and scored again under each entry for
+        the rules that follow guidance).
     guidance_set : GuidanceSet
     readings : dict of str to list of dict
         Per guidance reader name, the kind probabilities it read from each entry of ``guidance_set`` (in order).
-    remove_plane : bool, default True
-    seed : int, default 0
+    run : EvalConfig
+        The evaluation's configuration (scorer, references, sampling, seed).
 
     Returns
     -------
@@ -90,17 +99,22 @@ def guidance_benchmark(out: Path, dataset: Dataset, guidance_set: GuidanceSet, r
     """
     records = [r for r in read_lines(out) if not r.get("failed")]
     samples = {(s.class_name, s.name): s for s in dataset.samples}
-    truth = {key: _truth(samples[key].load(remove_plane)) for key in {(r["class"], r["sample"]) for r in records}}
-    given = [{entry.kind: 1.0} for entry in guidance_set.guidance]
-    rows = {}
-    for run in sorted({(r["gating"], r.get("prompt")) for r in records}, key=str):
-        name = run[0] + (f"/{run[1]}" if run[1] else "")
-        clouds = [_cloud_run(out, record, truth[(record["class"], record["sample"])]) for record in records
-                  if (record["gating"], record.get("prompt")) == run]
-        rows[name] = _row(clouds, guidance_set, None, seed)
-        for reader, probabilities in readings.items():
-            rows[f"{name} + guidance {reader}"] = _row(clouds, guidance_set, probabilities, seed)
-        rows[f"{name} + kind given"] = _row(clouds, guidance_set, given, seed)
+    truth = {key: _truth(samples[key].load(run.remove_plane)) for key in {(r["class"], r["sample"]) for r in records}}
+    readings = {**{f"guidance {name}": p for name, p in readings.items()},
+                "kind given": [{entry.kind: 1.0} for entry in guidance_set.guidance]}
+    entries, rows = guidance_set.guidance, {}
+    for gating, prompt in sorted({(r["gating"], r.get("prompt")) for r in records}, key=str):
+        name = gating + (f"/{prompt}" if prompt else "")
+        mine = [r for r in records if (r["gating"], r.get("prompt")) == (gating, prompt)]
+        clouds = [_cloud_run(out, record, truth[(record["class"], record["sample"])]) for record in mine]
+        rows[name] = _row([_weighted(cloud, entries, None) for cloud in clouds], entries, run.detect.seed)
+        for row, probabilities in readings.items():
+            weighted = [_weighted(cloud, entries, probabilities) for cloud in clouds]
+            if strategy(gating).follows_guidance:
+                rows[f"{name} + {row}, blind seeds"] = _row(weighted, entries, run.detect.seed)
+                weighted = [_steered(samples[(r["class"], r["sample"])], truth[(r["class"], r["sample"])], gating,
+                                     entries, probabilities, dataset, run) for r in mine]
+            rows[f"{name} + {row}"] = _row(weighted, entries, run.detect.seed)
     return {"runs": rows}
 
 
@@ -116,9 +130,16 @@ def _truth(cloud) -> dict:
         lookup = np.full(len(defects) + 1, -1, dtype=np.int64)
         lookup[np.asarray(chosen, dtype=np.int64) + 1] = np.arange(len(chosen))
         numbered[kind] = lookup[regions + 1]
-    return {"points": cloud.points, "radius": region_radius(cloud.points), "regions": numbered,
+    return {"cloud": cloud, "radius": region_radius(cloud.points), "regions": numbered,
             "kinds": np.array(["", *[d.kind for d in defects]])[regions + 1],
             "weights": {kind: kind_weights(displacement, kind) for kind in KINDS}}
+
+
+def _hits(truth: dict, seeds) -> dict:
+    """Per kind, the regions of that kind the seeds hit and their number (:func:`suspect_recall`)."""
+    seeds = np.asarray(seeds or [], dtype=np.int64)
+    return {kind: suspect_recall(truth["cloud"].points, regions, seeds, truth["radius"])
+            for kind, regions in truth["regions"].items()}
 
 
 def _cloud_run(out: Path, record: dict, truth: dict) -> dict:
@@ -126,21 +147,53 @@ def _cloud_run(out: Path, record: dict, truth: dict) -> dict:
     with np.load(out / record["scores_file"], allow_pickle=False) as data:
         scores = data["scores"].astype(np.float64)  # runs written before the mask was stored: every point counts
         scored = data["scored"].astype(bool) if "scored" in data.files else np.ones(len(scores), dtype=bool)
-    seeds = np.asarray(record.get("seeds") or [], dtype=np.int64)
-    hits = {kind: suspect_recall(truth["points"], regions, seeds, truth["radius"])
-            for kind, regions in truth["regions"].items()}
-    return {"kinds": truth["kinds"], "weights": truth["weights"], "scores": scores, "scored": scored, "hits": hits}
+    return {"kinds": truth["kinds"], "weights": truth["weights"], "scores": scores, "scored": scored,
+            "hits": _hits(truth, record.get("seeds"))}
 
 
-def _row(clouds: list[dict], guidance_set: GuidanceSet, probabilities: list[dict] | None, seed: int) -> dict:
-    entries = list(enumerate(guidance_set.guidance))
-    per_cloud = []
-    for cloud in clouds:
-        scores, weights = cloud["scores"], cloud["weights"]
-        guided = {i: scores if probabilities is None else guided_scores(scores, cloud["scored"], sum(
-            p * weights[kind] for kind, p in probabilities[i].items())) for i, _ in entries}
-        per_cloud.append((cloud["kinds"], guided, cloud["hits"]))
-    return {split: _figures([(i, e) for i, e in entries if e.split == split], per_cloud, seed) for split in SPLITS}
+def _weighted(cloud: dict, entries: list[GuidanceEntry], probabilities: list[dict] | None) -> tuple:
+    """A stored run under every entry: its scores (weighted by the kinds read, when there are) and its seeds' hits
+    of the entry's kind; ``(kinds, {entry: scores}, {entry: (hit, total)})``."""
+    scores, weights = cloud["scores"], cloud["weights"]
+    guided = {i: scores if probabilities is None else guided_scores(scores, cloud["scored"], sum(
+        p * weights[kind] for kind, p in probabilities[i].items())) for i in range(len(entries))}
+    return cloud["kinds"], guided, {i: cloud["hits"][entry.kind] for i, entry in enumerate(entries)}
+
+
+def _steered(sample, truth: dict, gating: str, entries: list[GuidanceEntry], probabilities: list[dict],
+             dataset: Dataset, run: EvalConfig) -> tuple:
+    """One cloud detected again under every entry, as ``detect --guidance`` would with the kinds read
+    (:func:`agent3d.pipeline.detect`); entries that steer to the same seeds are scored once. Like
+    :func:`_weighted`."""
+    scorer = _Kept(class_scorer(sample.class_name, sample_references(sample, run, dataset), run))
+    config = run.detect.model_copy(update={"gating": gating})
+    guided, hits = {}, {}
+    for i, kinds in enumerate(probabilities):
+        found = detect(truth["cloud"], config, None, scorer, kinds=kinds)
+        guided[i] = found.scores
+        hits[i] = _hits(truth, found.seeds)[entries[i].kind]
+    return truth["kinds"], guided, hits
+
+
+class _Kept:
+    """A fitted scorer that keeps each scored set's scores of one cloud (phrasings often steer to the same seeds)."""
+
+    def __init__(self, scorer):
+        self.scorer, self.kept = scorer, {}
+
+    def __getattr__(self, name):
+        return getattr(self.scorer, name)
+
+    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        key = hashlib.sha1(np.ascontiguousarray(indices).tobytes()).hexdigest()
+        if key not in self.kept:
+            self.kept[key] = self.scorer.score_samples(points, indices)
+        return self.kept[key]
+
+
+def _row(per_cloud: list[tuple], entries: list[GuidanceEntry], seed: int) -> dict:
+    return {split: _figures([(i, e) for i, e in enumerate(entries) if e.split == split], per_cloud, seed)
+            for split in SPLITS}
 
 
 def _figures(entries: list[tuple[int, GuidanceEntry]], per_cloud: list, seed: int) -> dict | None:
@@ -167,8 +220,8 @@ def _figures(entries: list[tuple[int, GuidanceEntry]], per_cloud: list, seed: in
         labels = np.concatenate([(kinds != "") if entry.kind == "any" else (kinds == entry.kind)
                                  for kinds, _, _ in per_cloud])
         matched.append(auroc(labels, np.concatenate([guided[i] for _, guided, _ in per_cloud])))
-    hits = [sum(h[e.kind][0] for _, _, h in per_cloud) / max(1, sum(h[e.kind][1] for _, _, h in per_cloud))
-            for _, e in entries]
+    hits = [sum(h[i][0] for _, _, h in per_cloud) / max(1, sum(h[i][1] for _, _, h in per_cloud))
+            for i, _ in entries]
     figures = {"flip_auroc": flip(range(len(per_cloud))) if pairs else None,
                "matched_p_auroc": float(np.mean([m for m in matched if m is not None])),
                "matched_suspect_recall": float(np.mean(hits)), "n_points": int(sum(len(k) for k, _, _ in per_cloud)),

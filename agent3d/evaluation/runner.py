@@ -55,7 +55,7 @@ def evaluate_sample(sample: Sample, runs: list[tuple[str, str | None]], config: 
     try:
         cloud = sample.load(config.remove_plane)
         truth = GroundTruth.of(cloud.points, cloud.labels)
-        scorer = _scorer(sample.class_name, references, config.detect.scorer, config.detect.seed, config.remove_plane)
+        scorer = class_scorer(sample.class_name, references, config)
     except BackendError:
         raise
     except Exception as error:  # recorded, counted in the summary, never silent
@@ -104,14 +104,27 @@ def _run(sample: Sample, cloud, truth: GroundTruth, scorer, gating: str, prompt:
     return {**record.to_dict(), ARRAYS: arrays}
 
 
-def _scorer(class_name: str, references: list[str], name: str, seed: int, remove_plane: bool = True):
-    """The class's scorer, fitted once per process on its references."""
+def class_scorer(class_name: str, references: list[str], config: EvalConfig):
+    """The scorer ``config`` names for one class, fitted once per process on its references (paths).
+
+    Raises
+    ------
+    InputError
+        An unreadable reference.
+    """
+    name, seed, remove_plane = config.detect.scorer, config.detect.seed, config.remove_plane
     key = ("scorer", class_name, tuple(references), name, seed, remove_plane)
     with _BUILD_LOCK:
         if key not in _PROCESS_CACHE:
             clouds = read_references(references, remove_plane)
             _PROCESS_CACHE[key] = build_scorer(name, [c.points for c in clouds], [c.source for c in clouds], seed)
         return _PROCESS_CACHE[key]
+
+
+def sample_references(sample: Sample, config: EvalConfig, dataset: Dataset) -> list[str]:
+    """The reference clouds (paths) a sample is scored against: ``config.references``, else its class's in the
+    dataset."""
+    return config.references or [str(p) for p in dataset.references.get(sample.class_name, [])]
 
 
 def _backend(config: EvalConfig, out: Path):
@@ -121,6 +134,20 @@ def _backend(config: EvalConfig, out: Path):
         if key not in _PROCESS_CACHE:
             _PROCESS_CACHE[key] = make_backend(config.backend, log_dir=out)
         return _PROCESS_CACHE[key]
+
+
+def check_parallelism(config: EvalConfig, workers: int, concurrency: int) -> None:
+    """Refuse ``concurrency`` > 1 with ``workers`` > 1, or with a local model for ``llm`` gating (before anything is
+    made).
+
+    Raises
+    ------
+    InputError
+    """
+    asks = any(strategy(g).needs_backend for g in config.gatings)
+    if concurrency > 1 and (workers > 1 or (asks and config.backend.backend != "openai")):
+        raise InputError("--concurrency", "needs --workers 1, and --backend openai for llm gating (local models "
+                         "run one request at a time)")
 
 
 def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int = 1,
@@ -159,10 +186,7 @@ def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int
         ``concurrency`` with a local backend or with ``workers`` > 1.
     ConfigMismatch, agent3d.llm.base.BackendError
     """
-    asks = any(strategy(g).needs_backend for g in config.gatings)
-    if concurrency > 1 and (workers > 1 or (asks and config.backend.backend != "openai")):
-        raise InputError("--concurrency", "needs --workers 1, and --backend openai for llm gating (local models "
-                         "run one request at a time)")
+    check_parallelism(config, workers, concurrency)
     with run_lock(out):
         fresh = not (out / "config.json").is_file()
         done = prepare_output(out, config)
@@ -187,10 +211,8 @@ def run_evaluation(dataset: Dataset, config: EvalConfig, out: Path, workers: int
 
 def _results(pending, config: EvalConfig, dataset: Dataset, out: Path, workers: int, concurrency: int,
              scheduler) -> Iterator[list[dict]]:
-    def references(sample: Sample) -> list[str]:
-        return config.references or [str(p) for p in dataset.references.get(sample.class_name, [])]
-
-    tasks = [(evaluate_sample, (sample, runs, config, references(sample), out)) for sample, runs in pending]
+    tasks = [(evaluate_sample, (sample, runs, config, sample_references(sample, config, dataset), out))
+             for sample, runs in pending]
     if scheduler is not None:
         yield from dask_results(scheduler, tasks)
     elif workers > 1:
