@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -287,9 +288,31 @@ def check_folder(path: str | os.PathLike, label: str | None = None) -> Path:
     if existing.exists() and not existing.is_dir():
         raise InputError(label or path, "exists and is not a folder" if existing == path
                          else f"cannot be made a folder ({existing} is not a folder)")
-    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(label or path, "is not a writable folder")
+    writable_place(existing, label or path)
     return path
+
+
+def writable_place(folder: str | os.PathLike, label: str | os.PathLike) -> None:
+    """Refuse a folder in which nothing can be made, tried for real: a temporary folder is made there and removed
+    (permission bits do not tell a read-only mount, a pseudo-filesystem such as ``/proc``, or what root may do).
+
+    Parameters
+    ----------
+    folder : str or Path
+        An existing folder (where an output, or the folders above it, would be made).
+    label : str or Path
+        What the message names (the output the user gave).
+
+    Raises
+    ------
+    InputError
+        Nothing can be made in ``folder`` (the message gives the system's reason).
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".agent3d-probe-", dir=folder))
+    except OSError as error:
+        reason = (error.strerror or "cannot be written").lower()
+        raise InputError(label, f"cannot be written: nothing can be made in {folder} ({reason})") from None
 
 
 def make_folder(path: str | os.PathLike, label: str | None = None) -> Path:

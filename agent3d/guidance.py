@@ -25,7 +25,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent3d.base import InputError
+from agent3d.file_checks import check_file
 from agent3d.defects import surface_displacement
+from agent3d.llm.base import check_base_model
 
 KINDS = ("raised", "sunk", "any")
 NOTE = 'An inspector wrote: "{}"\nIn one word, the defects the inspector wants reported are'
@@ -77,7 +79,7 @@ def read_guidance_set(path: str | Path) -> GuidanceSet:
     """
     import tomllib
 
-    path = guidance_set_path(path)
+    path = check_file(guidance_set_path(path))  # a FIFO or device would block the read
     try:
         if path.stat().st_size > MAX_GUIDANCE_FILE:
             raise InputError(path, f"a guidance set is at most {MAX_GUIDANCE_FILE} bytes")
@@ -110,6 +112,8 @@ class GuidanceReader:
         ``guidance.json``.
     name_ : str
         The folder's name (``embedded`` for the shipped reader).
+    folder_ : Path or None
+        Where it was read from (what a refusal names).
 
     Raises
     ------
@@ -118,9 +122,9 @@ class GuidanceReader:
     """
 
     def __init__(self, folder: str | Path | None = None):
+        self.folder_ = folder = None if folder is None else Path(folder)
         if folder is None:
             return
-        folder = Path(folder)
         self.name_ = "embedded" if folder == shipped_reader_dir() else folder.name
         try:
             self.record_ = json.loads((folder / "guidance.json").read_text())
@@ -128,7 +132,12 @@ class GuidanceReader:
                 self.arrays_ = {key: np.asarray(data[key], dtype=np.float64) for key in ("mean", "scale", "coef",
                                                                                         "intercept")}
             self.classes_ = [str(c) for c in self.record_["classes"]]
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            base = self.record_["base_model"]
+            if not isinstance(base, dict) or not all(isinstance(base.get(k), str) for k in ("name", "sha256")):
+                raise ValueError("base_model needs a name and a sha256")
+            if self.record_.get("pooling") not in POOLINGS or not isinstance(base.get("model", ""), str):
+                raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise InputError(folder, f"not a guidance reader ({type(error).__name__}: {str(error)[:100]})") from None
         coef = self.arrays_["coef"]
         if coef.shape != (len(self.classes_), len(self.arrays_["mean"])) or not set(self.classes_) <= set(KINDS):
@@ -182,9 +191,7 @@ class GuidanceReader:
         InputError
             ``reader`` holds another model than the probe was trained on.
         """
-        if reader.sha256 != self.record_["base_model"]["sha256"]:
-            raise InputError(self.record_["base_model"]["name"], f"this guidance reader was trained on another model "
-                                                                  f"than {reader.model}")
+        check_base_model(self.folder_, self.record_["base_model"], reader.model, reader.sha256)
         probabilities = self.predict_proba(pooled_state(reader, text, self.record_["pooling"]))[0]
         return {kind: float(p) for kind, p in zip(self.classes_, probabilities)}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent3d.file_checks import InputError
+from agent3d.file_checks import InputError, writable_place
 
 
 def write_json(path: str | os.PathLike, obj: dict) -> None:
@@ -74,21 +74,37 @@ def check_output(path: str | os.PathLike, folder: bool, keep: str | None = None)
     if path.exists() and path.is_dir() != folder:
         raise InputError(path, "exists and is a folder, a file is needed" if path.is_dir()
                          else "exists and is not a folder")
+    if path.exists() and not folder and not path.is_file():
+        raise InputError(path, "exists and is not a regular file (a FIFO, socket or device)")
     visible = [p for p in path.iterdir() if not p.name.startswith(".")] if folder and path.is_dir() else []
     if keep and visible and not (path / keep).exists():
         raise InputError(path, f"folder exists and holds other files (no {keep}); choose another --out")
-    parent = next(p for p in [path, *path.parents] if p.exists() or p == Path(p.anchor or "."))
-    if parent.exists() and (not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK)):
+    below = [path] if folder else []  # a file is written beside itself (replaced whole), a folder's files in it
+    parent = next(p for p in [*below, *path.parents] if p.exists() or p == Path(p.anchor or "."))
+    if parent.exists() and not parent.is_dir():
         raise InputError(parent, "is not a writable folder")
+    if parent.exists():
+        writable_place(parent, path)
     return path
 
 
 @contextmanager
 def staged_folder(out: Path) -> Iterator[Path]:
     """A temporary sibling of ``out`` to write into; renamed to ``out`` (replacing it) when the block
-    ends without error, removed otherwise, so a failed command leaves nothing behind."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    ends without error, removed otherwise, so a failed command leaves nothing behind. A symbolic link to a folder is
+    followed: the folder it names is replaced, the link stays.
+
+    Raises
+    ------
+    InputError
+        Nothing can be made beside ``out``.
+    """
+    out = out.resolve() if out.is_symlink() else out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    except OSError as error:
+        raise InputError(out, f"cannot be written ({(error.strerror or 'error').lower()})") from None
     try:
         yield staging
         if out.exists():

@@ -255,10 +255,10 @@ SYNTH = {
     "source-missing": (lambda d: [str(d / "nosrc.obj")], "nosrc.obj: no such file"),
     "stl-garbage": (lambda d: [str(text(d, "junk.stl", b"\x00garbage" * 20))], "junk.stl: no triangles"),
     "off-garbage": (lambda d: [str(text(d, "junk.off", "OFF\nbroken"))], "junk.off: no triangles"),
-    "n-points-0": (lambda d: [str(synth_source(d)), "--n-points", "0"], "--n-points must be at least"),
-    "n-0": (lambda d: [str(synth_source(d)), "--n", "0"], "n >= 1"),
+    "n-points-0": (lambda d: [str(synth_source(d)), "--n-points", "0"], "--n-points: Input should be greater than or equal to 16"),
+    "n-0": (lambda d: [str(synth_source(d)), "--n", "0"], "--n: Input should be greater than or equal to 1"),
     "defect-unknown": (lambda d: [str(synth_source(d)), "--defects", "rust"], "rust"),
-    "radius-0": (lambda d: [str(synth_source(d)), "--radius", "0"], "defect sizes"),
+    "radius-0": (lambda d: [str(synth_source(d)), "--radius", "0"], "--radius: Input should be greater than 0"),
     "source-coincident": (lambda d: [str(table(d, "one.xyz", np.ones((50, 3))))], "all points coincide"),
 }
 
@@ -285,7 +285,7 @@ OTHER = {
     "render-out-folder": (lambda d: ["render", str(table(d, "r.xyz", POINTS)), "--out", str(folder(d, "png"))],
                           "png: exists and is a folder"),
     "render-views": (lambda d: ["render", str(table(d, "r.xyz", POINTS)), "--out", str(d / "r.png"), "--views", "7"],
-                     "--views must be 2-4"),
+                     "--views: Input should be less than or equal to 4"),
     "render-missing": (lambda d: ["render", str(d / "gone.ply"), "--out", str(d / "r.png")], "gone.ply"),
     "evaluate-missing": (lambda d: ["evaluate", str(d / "nodata"), "--out", str(d / "run")], "nodata"),
     "evaluate-out-file": (lambda d: ["evaluate", str(labeled(d)), "--out", str(text(d, "runfile", "x"))],

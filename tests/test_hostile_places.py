@@ -158,7 +158,7 @@ def test_an_adapter_is_checked_before_the_base_model_loads_and_long_fields_are_c
     one_line_refusal(result, "adapter_model.bin", "never loaded")
     long = adapter_folder(tmp_path / "long", "0" * 64, name="x" * 1_000_000)
     result = runner.invoke(app, ["detect", str(SAMPLE), "--backend", "transformers", "--adapter", str(long)])
-    one_line_refusal(result, "another base model", f"sha256 {'0' * 12}), not SmolLM2")
+    one_line_refusal(result, "another base model", f"sha256 {'0' * 12}); this one is SmolLM2")
     assert len(result.stderr) < 600
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from agent3d.cli.catalog import prompts_app, runs_app
-from agent3d.cli.common import readable_metavars
+from agent3d.cli.common import OneLineUsageErrors, readable_metavars
 from agent3d.cli.data import render, synth
 from agent3d.cli.detect import detect
 from agent3d.cli.evaluate import evaluate
@@ -29,7 +29,7 @@ EXAMPLES = {
     "doctor": ["agent3d doctor", "agent3d doctor --base-url http://127.0.0.1:8000/v1"],
 }
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(cls=OneLineUsageErrors, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Can a language model, reading a point cloud as text, point at the defect?")
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent3d.cli.common import choices, exit_codes
-from agent3d.config import BACKENDS, DetectConfig
+from agent3d.config import BACKENDS, MAX_SEED, MAX_SHOWN, DetectConfig
 from agent3d.io import read_cloud
 
 Backend = choices(BACKENDS)
@@ -60,9 +60,10 @@ def prompts_render(
     backend: Backend = typer.Option(Backend("llama-cpp"), help="Whose tokenizer counts the tokens."),
     model: Optional[str] = typer.Option(None, help="GGUF file, Hugging Face folder or model name."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL."),
-    n_points: int = typer.Option(DetectConfig.model_fields["n_points"].default, help="Points shown to the language model."),
+    n_points: int = typer.Option(DetectConfig.model_fields["n_points"].default, min=1, max=MAX_SHOWN,
+                                 help="Points shown to the language model."),
     guidance: str = typer.Option("", help="What is normal for this part and what a defect looks like, or @FILE."),
-    seed: int = typer.Option(0, help="Seed for sampling."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed for sampling."),
 ) -> None:
     """Print the exact first-round messages for FILE and their token count, without calling the model."""
     from agent3d.agent import prompt_messages
@@ -119,7 +120,7 @@ def runs_list(folder: Path = typer.Argument(Path("runs"), help="A folder of runs
 def runs_compare(
     run_a: str = typer.Argument(..., help="A run folder, or FOLDER#ROW (e.g. runs/p#llm/geom)."),
     run_b: str = typer.Argument(..., help="Another run folder, or FOLDER#ROW."),
-    bootstrap: int = typer.Option(1000, min=0, help="Paired bootstrap resamples over the samples both runs "
+    bootstrap: int = typer.Option(1000, min=0, max=1_000_000, help="Paired bootstrap resamples over the samples both runs "
                                                     "finished (0: none)."),
 ) -> None:
     """Both runs' rows side by side, then B - A for the rows they share, with the better one per metric and, for

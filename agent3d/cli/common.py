@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Literal, Optional, Union, get_args, get_origin
 
 import typer
 from pydantic import BaseModel, ValidationError
+from typer.core import TyperGroup
 
 from agent3d.file_checks import InputError, check_file
 from agent3d.llm.base import BackendError
@@ -69,7 +71,9 @@ def config_options(*models: type[BaseModel], repeatable: tuple[str, ...] = (), d
                 if name in repeatable:
                     kind, default = list[kind], [kind(v) if isinstance(default, Enum) else v
                                                  for v in (defaults or {}).get(name, [plain(default)])]
-                option = typer.Option(default, "--" + name.replace("_", "-"), help=field.description)
+                low, high, above = field_bounds(field)
+                text = field.description + (f" (x > {above})" if above is not None else "")
+                option = typer.Option(default, "--" + name.replace("_", "-"), help=text, min=low, max=high)
                 added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
         config = typer.Option(None, "--config", help="TOML file of options, named as the flags (n_points = 64); "
                                                      "flags given here win.")
@@ -89,6 +93,14 @@ def config_options(*models: type[BaseModel], repeatable: tuple[str, ...] = (), d
                                    "ctx": typer.Context, "config_file": Optional[Path]}
         return command
     return decorate
+
+
+def field_bounds(field) -> tuple[float | None, float | None, float | None]:
+    """A pydantic field's range: its closed bounds (``ge``, ``le``: the CLI option's ``min`` / ``max``, shown in
+    ``--help`` and checked while parsing) and an open lower bound (``gt``, said in the help; pydantic checks it)."""
+    bounds = {name: getattr(item, name) for item in field.metadata for name in ("ge", "le", "gt")
+              if getattr(item, name, None) is not None}
+    return bounds.get("ge"), bounds.get("le"), bounds.get("gt")
 
 
 def readable_metavars(func):
@@ -146,12 +158,18 @@ def merge_config_file(ctx: typer.Context, options: dict, models: tuple[type[Base
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise InputError(path, f"unknown option '{unknown[0]}' (known: {', '.join(sorted(fields))})")
-    for model in models:
-        try:
+    for key, value in values.items():
+        if isinstance(value, list) and not isinstance(options.get(key), list):
+            raise InputError(path, f"{key}: takes one value, not a list")
+    try:
+        for model in models:
             model(**{k: v for k, v in values.items() if fields[k] is model and not isinstance(v, list)})
-        except ValidationError as error:
-            first = error.errors()[0]
-            raise InputError(path, f"{first['loc'][0]}: {first['msg']}") from None
+        for key, value in values.items():  # a repeatable option's values, one by one
+            for item in value if isinstance(value, list) else []:
+                fields[key](**{key: item})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise InputError(path, f"{first['loc'][0]}: {first['msg']}") from None
     merged = dict(options)
     for key, value in values.items():
         source = ctx.get_parameter_source(key)
@@ -178,6 +196,40 @@ def config_from(model: type[BaseModel], options: dict, **overrides):
     """
     values = {name: plain(options[name]) for name in model.model_fields if name in options}
     return model(**{**values, **overrides})
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The command group whose usage errors (an option out of range, an unknown flag, a missing argument) are one
+    line, ``agent3d: --concurrency: Input should be greater than or equal to 1``, and exit 2, as every other bad
+    input; scripts parse that line. Asked for nothing, it prints the help (exit 2)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except USAGE_ERROR as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # the help is already printed
+                sys.exit(2)
+            fail_usage(error)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # the click typer uses
+
+
+def fail_usage(error) -> None:
+    """A usage error in one line naming the option (``--flag: problem``), exit 2."""
+    param = getattr(error, "param", None)
+    hint = getattr(error, "param_hint", None) or ("/".join(param.opts) if param is not None and param.opts else None)
+    bad_value = isinstance(error, typer.BadParameter) and error.message and hint
+    try:
+        fail(f"{hint}: {error.message}" if bad_value else error.format_message(), 2)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
 
 
 MAX_MESSAGE_CHARS = 400  # a field echoed from a hostile file never floods the terminal

@@ -10,7 +10,6 @@ from rich.console import Console
 
 from agent3d.cli.common import config_from, config_options, exit_codes
 from agent3d.config import SynthConfig
-from agent3d.file_checks import InputError
 from agent3d.io import read_cloud
 from agent3d.outputs import check_output
 
@@ -39,9 +38,9 @@ def synth(
 def render(
     source: Path = typer.Argument(..., help="A detect --out folder, its scores.ply, or any point cloud."),
     out: Path = typer.Option(..., help="PNG file to write."),
-    views: int = typer.Option(3, help="Views side by side (2-4)."),
-    width: int = typer.Option(1200, help="Image width in pixels."),
-    height: int = typer.Option(420, help="Image height in pixels."),
+    views: int = typer.Option(3, min=2, max=4, help="Views side by side."),
+    width: int = typer.Option(1200, min=100, max=10_000, help="Image width in pixels."),
+    height: int = typer.Option(420, min=100, max=10_000, help="Image height in pixels."),
 ) -> None:
     """Render a heatmap of anomaly scores (GT outlined, suspects marked)."""
     from agent3d.io import read_ply_fields
@@ -49,8 +48,6 @@ def render(
 
     path = source / "scores.ply" if source.is_dir() else source
     with exit_codes():
-        if not 2 <= views <= 4 or width < 100 or height < 100:
-            raise InputError("--views/--width/--height", "--views must be 2-4 and the image at least 100x100 pixels")
         check_output(out, folder=False)
         if path.suffix.lower() == ".ply":
             points, fields = read_ply_fields(path)

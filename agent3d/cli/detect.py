@@ -14,6 +14,7 @@ from rich.table import Table
 from agent3d.cli.common import config_from, config_options, exit_codes, read_guidance, silence_progress_bars
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
+from agent3d.file_checks import check_folder
 from agent3d.io import read_cloud, read_gt
 from agent3d.outputs import check_output, write_json, write_ply
 
@@ -53,6 +54,8 @@ def detect(
             check_output(out, folder=True)
             for name in ("detection.json", "scores.ply"):  # both are written, or neither
                 check_output(out / name, folder=False)
+        if log_dir is not None:  # checked even when no model is asked (a wrong place is a mistake either way)
+            check_folder(log_dir, "--log-dir")
         adapter = check_detect(config, backend_config)  # a bad prompt, adapter or learned model: refused first
         cloud = load_input(file, gt)
         fitted = fitted_scorer(reference, config.scorer, config.seed)

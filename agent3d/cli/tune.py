@@ -14,7 +14,7 @@ from rich.console import Console
 from agent3d.cli.common import choices, config_from, config_options, exit_codes, read_guidance
 from agent3d.file_checks import InputError
 from agent3d.base import DEVICES
-from agent3d.config import TuneConfig
+from agent3d.config import MAX_SHOWN, TuneConfig
 
 LINES = ("head", "prompt-head", "lora-head", "features")  # methods trained on every shown line's label
 Device = choices(DEVICES)
@@ -29,14 +29,15 @@ def tune(
                                        "features.skops + features.json)."),
     val: list[Path] = typer.Option([], help="head methods / features: held-out labeled datasets, only scored "
                                             "(repeatable; a quoted pattern such as 'data/surface_1?.txt' is expanded)."),
-    max_suspects: int = typer.Option(8, min=1, help="head methods / features: suspects per prompt, the k of the "
+    max_suspects: int = typer.Option(8, min=1, max=64, help="head methods / features: suspects per prompt, the k of the "
                                                     "recall that chooses the head."),
     model: Optional[str] = typer.Option(None, help="An embedded model (smollm2-135m, the default; gemma-3-270m), a GGUF "
                                                    "file or a Hugging Face folder."),
     prompt: str = typer.Option("geom", help="Prompt template the adapter is tuned for."),
     prompts_dir: Optional[Path] = typer.Option(None, help="Folder of your own prompt templates."),
-    n_points: int = typer.Option(64, help="Points shown per example; use the same --n-points in detect/evaluate."),
-    samplings: int = typer.Option(4, help="Examples per training cloud (different sampling seeds)."),
+    n_points: int = typer.Option(64, min=1, max=MAX_SHOWN, help="Points shown per example; use the same --n-points "
+                                                                "in detect/evaluate."),
+    samplings: int = typer.Option(4, min=1, max=1000, help="Examples per training cloud (different sampling seeds)."),
     guidance: str = typer.Option("", help="Text guidance shown by the templates, or @FILE."),
     device: Device = typer.Option(Device("auto"), help="auto: cuda when available."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its checkpoint in --out."),
@@ -54,8 +55,6 @@ def tune(
         return _tune_probe(method, dataset, out, val, model, prompt, prompts_dir, n_points, samplings, guidance,
                            max_suspects, seed, config, device.value, resume or minutes is not None)
     with exit_codes():
-        if n_points < 1 or samplings < 1:
-            raise InputError("--n-points/--samplings", "must be >= 1")
         with TuneProgress(None if minutes else steps) as progress:
             record = run_tune(dataset, out, config, model=model, prompt=prompt,
                               prompts_dir=str(prompts_dir) if prompts_dir else None, n_points=n_points,
@@ -74,8 +73,6 @@ def _tune_probe(method: str, dataset: list[Path], out: Path, val: list[Path], mo
 
     console = Console(stderr=True)
     with exit_codes():
-        if n_points < 1 or samplings < 1:
-            raise InputError("--n-points/--samplings", "must be >= 1")
         if timed_or_resumed:
             raise InputError(f"--method {method}", "trains for --steps and keeps no checkpoint: --minutes and --resume "
                              "apply to lora and prompt")

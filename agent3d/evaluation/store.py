@@ -152,10 +152,11 @@ def run_lock(out: Path) -> Iterator[None]:
     RunLocked
         When another process holds it (the message gives its pid).
     """
-    make_folder(out)
     if out.resolve() in _HELD:  # re-entered by the process that holds it
         yield
         return
+    made = [p for p in (out, out / ".lock") if not p.exists()]  # removed again when the run inside is refused
+    make_folder(out)
     try:  # never follow a symlink (it could point at any file the user can write); a folder is refused too
         descriptor = os.open(out / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as error:
@@ -177,9 +178,26 @@ def run_lock(out: Path) -> Iterator[None]:
         _HELD.add(out.resolve())
         try:
             yield
+        except BaseException:
+            _remove_made(made)
+            raise
         finally:
             _HELD.discard(out.resolve())
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_made(made: list[Path]) -> None:
+    """After a refused or failed run: remove the lock file and run folder :func:`run_lock` made, the folder only
+    when nothing else was written into it (an empty ``scores/`` aside)."""
+    for path in reversed(made):
+        if path.name == ".lock":
+            path.unlink(missing_ok=True)
+            continue
+        scores = path / "scores"
+        if scores.is_dir() and not any(scores.iterdir()):
+            scores.rmdir()
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def done_keys(out: Path) -> set[str]:

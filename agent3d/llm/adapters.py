@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent3d.file_checks import InputError, check_file
+from agent3d.llm.base import check_base_model
 from agent3d.llm.head import HEAD_RECORD, HeadAdapter, resolve_head
 
 ADAPTER_RECORD = "tune.json"  # a generative PEFT adapter's record (written by tune --method lora|prompt)
@@ -138,12 +139,7 @@ def check_adapter(adapter: str | Path, name: str, sha256: str) -> None:
         Not an adapter folder, one tuned on another base model (sha256 differs), or an
         ``adapter_model.safetensors`` that is missing, truncated or not safetensors.
     """
-    record = read_adapter_record(adapter)
-    tuned_on = record["base_model"]["sha256"]
-    if tuned_on != sha256:
-        tuned_name = str(record["base_model"].get("name"))[:60]
-        raise InputError(adapter, f"adapter was tuned on another base model ({tuned_name} sha256 {tuned_on[:12]}), "
-                                  f"not {name} sha256 {sha256[:12]}")
+    check_base_model(adapter, read_adapter_record(adapter)["base_model"], name, sha256)
     check_weights(adapter)
 
 
@@ -167,7 +163,7 @@ def check_weights(adapter: str | Path) -> None:
     try:
         with safe_open(check_file(weights), framework="numpy") as handle:
             handle.keys()
-    except SafetensorError as error:
+    except (SafetensorError, OSError, ValueError) as error:
         raise InputError(weights, f"not readable safetensors ({str(error)[:120]})") from None
 
 

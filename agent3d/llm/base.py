@@ -14,6 +14,8 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from agent3d.base import InputError
+
 
 Messages = list[dict[str, str]]
 
@@ -144,3 +146,27 @@ def file_sha256(paths: list[Path]) -> str:
                     digest.update(block)
         _DIGESTS[key] = digest.hexdigest()
     return _DIGESTS[key]
+
+
+def check_base_model(adapter: str | os.PathLike, trained: dict, name: str, sha256: str) -> None:
+    """Refuse anything trained on a base model's states or weights (a head, a PEFT adapter, a guidance reader) when
+    another model would read: one check and one message for every format, naming both models.
+
+    Parameters
+    ----------
+    adapter : str or Path
+        What the message names (the adapter's folder).
+    trained : dict
+        Its record's ``base_model`` (``name``, ``sha256``).
+    name, sha256 : str
+        The model that would read.
+
+    Raises
+    ------
+    InputError
+        The sha256 differs (or the record names none).
+    """
+    trained_sha = str(trained.get("sha256"))
+    if trained_sha != sha256:
+        raise InputError(adapter, f"trained on another base model ({str(trained.get('name'))[:60]}, sha256 "
+                                  f"{trained_sha[:12]}); this one is {str(name)[:60]} ({sha256[:12]})")

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent3d.file_checks import InputError
-from agent3d.llm.base import Messages, Reply
+from agent3d.llm.base import Messages, Reply, check_base_model
 from agent3d.llm.plain_format import CHAT_TEMPLATE
 
 HEAD_RECORD, HEAD_WEIGHTS = "head.json", "head.npz"
@@ -125,9 +125,7 @@ class HeadAdapter:
         InputError
         """
         trained = self.record.base_model
-        if sha256 != trained.sha256:
-            raise InputError(self.folder, f"trained on another base model ({trained.name[:60]}, sha256 "
-                                          f"{trained.sha256[:12]}); this one is {name} ({sha256[:12]})")
+        check_base_model(self.folder, {"name": trained.name, "sha256": trained.sha256}, name, sha256)
         if prompt_format != trained.format:
             raise InputError(self.folder, f"trained on prompts in the {trained.format[:40]} format; {name} reads "
                                           f"{prompt_format}")

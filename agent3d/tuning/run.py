@@ -17,13 +17,13 @@ import numpy as np
 from agent3d import outputs
 from agent3d.datasets import expand_patterns, load_dataset
 from agent3d.file_checks import InputError
-from agent3d.llm.adapters import ADAPTER_RECORD
+from agent3d.llm.adapters import ADAPTER_RECORD, check_weights
 from agent3d.llm.transformers import load_base, model_identity, pick_device
 from agent3d.outputs import write_json
 from agent3d.prompts import load_prompt
 from agent3d.tuning import package_versions
 from agent3d.tuning.examples import TuneExample, cloud_examples
-from agent3d.tuning.train import CHECKPOINT, TuneConfig, checkpoint_config, peft_model, train
+from agent3d.tuning.train import CHECKPOINT, TuneConfig, checkpoint_config, peft_model, read_state, train
 
 
 def collect_examples(datasets: list[Path], prompt, n_points: int, samplings: int, guidance: str = "",
@@ -85,6 +85,30 @@ def check_output(out: Path, config: TuneConfig, resume: bool) -> None:
         raise InputError(out, f"checkpoint was made with other settings ({', '.join(changed)} differ)")
     if not resume and recorded is not None:
         raise InputError(out, "holds a checkpoint of an unfinished run; add --resume or choose another --out")
+    if resume:  # the whole checkpoint, before any example is made or model loaded
+        check_weights(out / CHECKPOINT)
+        read_state(out / CHECKPOINT / "state.pt")
+
+
+def load_checkpoint_weights(model, folder: Path) -> None:
+    """Load a checkpoint's adapter weights into a fresh adapter of the same configuration (peft cannot reload a
+    prompt-tuning adapter as trainable), every tensor's name and shape checked first.
+
+    Raises
+    ------
+    InputError
+        Weights of another adapter (names or shapes differ), naming the file.
+    """
+    import peft
+
+    weights = peft.utils.load_peft_weights(str(folder))
+    expected = {k: tuple(v.shape) for k, v in peft.get_peft_model_state_dict(model).items()}
+    given = {k: tuple(v.shape) for k, v in weights.items()}
+    if given != expected:
+        wrong = sorted(set(given) ^ set(expected)) or sorted(k for k in given if given[k] != expected[k])
+        raise InputError(folder / "adapter_model.safetensors", f"weights do not fit this adapter ({len(wrong)} "
+                                                               f"tensors differ, e.g. {wrong[0][:80]})")
+    peft.set_peft_model_state_dict(model, weights)
 
 
 def tune(datasets: list[Path], out: Path, config: TuneConfig, model: str | None = None, prompt: str = "geom",
@@ -126,22 +150,22 @@ def tune(datasets: list[Path], out: Path, config: TuneConfig, model: str | None 
     ValueError
         An unknown prompt.
     """
-    import peft
     import torch
 
     datasets = expand_patterns(datasets)
     template = load_prompt(prompt, prompts_dir)
     check_output(out, config, resume)
     identity = model_identity(model)
+    device = pick_device(device)  # a missing CUDA is refused before any work
     train_set, val_set, counts = collect_examples(datasets, template, n_points, samplings, guidance,
                                                   seed=config.seed, empty_fraction=config.empty_fraction)
     if on_examples:
         on_examples(counts)
-    base, tokenizer = load_base(identity, pick_device(device))
+    base, tokenizer = load_base(identity, device)
     torch.manual_seed(config.seed)
     model_ = peft_model(base, config)
-    if resume:  # peft cannot reload a prompt-tuning adapter as trainable: load its weights into a fresh one
-        peft.set_peft_model_state_dict(model_, peft.utils.load_peft_weights(str(out / CHECKPOINT)))
+    if resume:
+        load_checkpoint_weights(model_, out / CHECKPOINT)
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     curve = train(model_, tokenizer, train_set, val_set, config, out, resume, on_step)

@@ -19,6 +19,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,30 +191,61 @@ def save_checkpoint(model, optimizer, out: Path, step: int, curve: list, losses:
 
 
 def checkpoint_config(out: Path) -> dict | None:
-    """The configuration recorded in ``out/checkpoint`` (or the previous one, if a write was cut short)."""
-    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
-        if (out / name / "config.json").is_file():
-            if name != CHECKPOINT:
-                (out / name).rename(out / CHECKPOINT)
-            return json.loads((out / CHECKPOINT / "config.json").read_text())
-    return None
-
-
-def _load_state(file: Path, optimizer) -> tuple[int, list, list]:
-    """Step, curve and losses of a checkpoint, loading the optimizer's state; tensors and plain data only
-    (``weights_only=True``: nothing is unpickled, so a crafted file cannot run code).
+    """The configuration recorded in ``out/checkpoint`` (or the previous one, if a write was cut short).
 
     Raises
     ------
     InputError
-        A missing, foreign or garbage checkpoint, naming the file.
+        A ``config.json`` that is not a JSON object.
+    """
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
+        if (out / name / "config.json").is_file():
+            if name != CHECKPOINT:
+                (out / name).rename(out / CHECKPOINT)
+            file = out / CHECKPOINT / "config.json"
+            try:
+                recorded = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as error:
+                raise InputError(file, f"not a checkpoint configuration ({type(error).__name__})") from None
+            if not isinstance(recorded, dict):
+                raise InputError(file, "not a checkpoint configuration (not a JSON object)")
+            return recorded
+    return None
+
+
+def read_state(file: Path) -> dict:
+    """A checkpoint's ``state.pt``: tensors and plain data only (``weights_only=True``: nothing is unpickled, so a
+    crafted file cannot run code), with its optimizer state, step, curve and losses.
+
+    Raises
+    ------
+    InputError
+        A missing, foreign or garbage file, naming it.
     """
     import torch
 
     try:
-        state = torch.load(file, weights_only=True, map_location="cpu")
-        optimizer.load_state_dict(state["optimizer"])
-        step, curve, losses = int(state["step"]), list(state["curve"]), list(state["losses"])
+        with warnings.catch_warnings():  # torch warns about a foreign pickle's protocol before refusing it
+            warnings.simplefilter("ignore")
+            state = torch.load(file, weights_only=True, map_location="cpu")
+        state = {"optimizer": dict(state["optimizer"]), "step": int(state["step"]), "curve": list(state["curve"]),
+                 "losses": list(state["losses"])}
     except Exception as error:  # torch raises many kinds for a foreign file; all mean "not our checkpoint"
         raise InputError(file, f"not a checkpoint of agent3d tune ({type(error).__name__})") from None
-    return step, curve, losses
+    return state
+
+
+def _load_state(file: Path, optimizer) -> tuple[int, list, list]:
+    """Step, curve and losses of a checkpoint (:func:`read_state`), loading the optimizer's state.
+
+    Raises
+    ------
+    InputError
+        A garbage file, or an optimizer state that does not fit these parameters, naming the file.
+    """
+    state = read_state(file)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise InputError(file, f"optimizer state does not fit this adapter ({type(error).__name__})") from None
+    return state["step"], state["curve"], state["losses"]
