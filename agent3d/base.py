@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit, urlunsplit
 
-GATINGS = ("llm", "learned", "saliency", "random", "all")
+GATINGS = ("llm", "learned", "saliency", "coarse", "random", "all")
 SAMPLERS = ("fps", "voxel")
 SCORERS = ("auto", "self-reference", "memory-bank", "registration", "fused")
 OBJECT_SCORES = ("max", "topk-mean")

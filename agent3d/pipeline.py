@@ -57,11 +57,12 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     kinds = read_kinds(reader, config.guidance) if reader is not None else kinds
     weights = guidance_weights(points, kinds) if kinds else None  # each point's fit to the kind read
     found = Seeds(np.empty(0, dtype=np.int64))
+    scorer = scorer or SelfReferenceScorer(seed=config.seed)
     if gating.budgeted:
         shown = sample(points, config.n_points, config.sampling, seed=config.seed)
-        found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights)
-    scored = gating.select(points, found.indices, config.budget)
-    scorer = scorer or SelfReferenceScorer(seed=config.seed)
+        score = (lambda indices: scorer.score_samples(points, indices)) if gating.needs_scorer else None
+        found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights, score)
+    scored = gating.select(points, found.indices, config.budget, found.scored)
     point_scores = scorer.score_samples(points, scored)
     registration = scorer.register(points) if len(scored) else None  # remembered from scoring: no second run
     mask = np.zeros(len(cloud), dtype=bool)

@@ -67,7 +67,24 @@ def test_random_seeds_are_repeatable_shown_points():
     assert not np.array_equal(first, random_seeds(shown, 8, seed=5))
 
 
-@pytest.mark.parametrize("gating", ["saliency", "random", "learned"])
+def test_the_coarse_pass_counts_in_the_budget_and_finds_a_bump_no_reading_names():
+    from agent3d.cloud import PointCloud
+    from agent3d.config import DetectConfig
+    from agent3d.pipeline import detect
+    from agent3d.synth import DefectParams, plant
+
+    points = wavy_surface(6000)
+    bumped, labels, _ = plant("bulge", points, np.tile([0.0, 0.0, 1.0], (6000, 1)),
+                              DefectParams(radius=0.05, depth=0.04), np.random.default_rng(3))
+    cloud = PointCloud(bumped, labels=labels.astype(np.uint8), source="bump")
+    found = detect(cloud, DetectConfig(gating="coarse", max_suspects=2, budget=0.1))
+    chance = detect(cloud, DetectConfig(gating="random", max_suspects=2, budget=0.1))
+    assert found.scored.sum() == budget_count(6000, 0.1)
+    assert found.scored[labels > 0].mean() > max(0.5, chance.scored[labels > 0].mean())  # a seed found the bump
+    assert found.scores[labels > 0].mean() > np.quantile(found.scores[found.scored & (labels == 0)], 0.9)
+
+
+@pytest.mark.parametrize("gating", ["saliency", "coarse", "random", "learned"])
 def test_max_suspects_bounds_every_gatings_seeds_and_is_recorded(tmp_path, gating):
     import json
     from pathlib import Path
