@@ -161,6 +161,9 @@ class Detection:
         Final suspects, highest confidence first.
     seconds : float
         Wall time end to end, reading excluded.
+    scoring_seconds : float
+        Of ``seconds``, the time in the classical scorer (a coarse pass's included); the model's share is
+        ``llm.seconds``, the rest is gating (sampling, geometry, seeds, growth, guidance).
     backend, model, prompt : str or None
         What produced the suspects; ``None`` when no language model was asked.
     gating, scorer : str
@@ -196,6 +199,7 @@ class Detection:
     registration: dict | None = None
     llm: LLMReport | None = None
     guidance: dict | None = None
+    scoring_seconds: float = 0.0
 
     @property
     def n_points(self) -> int:
@@ -215,6 +219,7 @@ class Detection:
             "n_scored": self.n_scored,
             "tokens": {"prompt": llm.prompt_tokens, "completion": llm.completion_tokens},
             "seconds": round(self.seconds, 3),
+            "scoring_seconds": round(self.scoring_seconds, 3),
             "backend": self.backend,
             "model": self.model,
             "prompt": self.prompt,

@@ -57,13 +57,13 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     kinds = read_kinds(reader, config.guidance) if reader is not None else kinds
     weights = guidance_weights(points, kinds) if kinds else None  # each point's fit to the kind read
     found = Seeds(np.empty(0, dtype=np.int64))
-    scorer = scorer or SelfReferenceScorer(seed=config.seed)
+    scorer, timer = scorer or SelfReferenceScorer(seed=config.seed), ScoringTimer()
     if gating.budgeted:
         shown = sample(points, config.n_points, config.sampling, seed=config.seed)
-        score = (lambda indices: scorer.score_samples(points, indices)) if gating.needs_scorer else None
+        score = timer.timed(lambda indices: scorer.score_samples(points, indices)) if gating.needs_scorer else None
         found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights, score)
     scored = gating.select(points, found.indices, config.budget, found.scored)
-    point_scores = scorer.score_samples(points, scored)
+    point_scores = timer.timed(lambda indices: scorer.score_samples(points, indices))(scored)
     registration = scorer.register(points) if len(scored) else None  # remembered from scoring: no second run
     mask = np.zeros(len(cloud), dtype=bool)
     mask[scored] = True
@@ -75,8 +75,25 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     return Detection(
         object_score=object_score(point_scores, config.object_score, config.topk),
         scores=scores, scored=mask, suspects=found.suspects, guidance=guidance,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, scoring_seconds=timer.seconds,
         backend=backend.name if report else None, model=backend.model if report else None,
         prompt=found.prompt, gating=config.gating, scorer=scorer.name, budget=config.budget,
         reference=list(scorer.sources_), seeds=[int(i) for i in found.indices],
         registration=registration.to_json() if registration else None, llm=report)
+
+
+class ScoringTimer:
+    """Adds up the seconds spent in the scorer (:attr:`seconds`) across the calls it wraps."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def timed(self, function):
+        """``function`` (indices -> scores), its time added to :attr:`seconds`."""
+        def call(indices: np.ndarray) -> np.ndarray:
+            start = time.perf_counter()
+            try:
+                return function(indices)
+            finally:
+                self.seconds += time.perf_counter() - start
+        return call

@@ -215,6 +215,8 @@ def test_evaluate_command_writes_the_three_files(tmp_path):
     assert set(summary["per_gating"]) == {"saliency", "all"} and summary["per_gating"]["all"]["fraction_scored"] == 1.0
     assert summary["per_gating"]["saliency"]["fraction_scored"] == pytest.approx(0.1)
     assert summary["scorer"] == "self-reference" and summary["per_gating"]["all"]["suspect_recall"] is None
+    for run in ("saliency", "all"):  # the scorer's share of the time is split out
+        assert 0 < summary["per_gating"][run]["scoring_seconds"] <= summary["per_gating"][run]["seconds"]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "| saliency |" in report and "| all |" in report
     assert "P-AUROC" in result.stdout and "saliency" in result.stdout

@@ -79,7 +79,7 @@ def test_the_coarse_pass_counts_in_the_budget_and_finds_a_bump_no_reading_names(
     cloud = PointCloud(bumped, labels=labels.astype(np.uint8), source="bump")
     found = detect(cloud, DetectConfig(gating="coarse", max_suspects=2, budget=0.1))
     chance = detect(cloud, DetectConfig(gating="random", max_suspects=2, budget=0.1))
-    assert found.scored.sum() == budget_count(6000, 0.1)
+    assert found.scored.sum() == budget_count(6000, 0.1) and 0 < found.scoring_seconds <= found.seconds
     assert found.scored[labels > 0].mean() > max(0.5, chance.scored[labels > 0].mean())  # a seed found the bump
     assert found.scores[labels > 0].mean() > np.quantile(found.scores[found.scored & (labels == 0)], 0.9)
 

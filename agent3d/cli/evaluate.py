@@ -120,7 +120,8 @@ def print_summary(summary: dict, out: Path) -> None:
         model += f" + adapter {summary['adapter']}"
     table = Table(title=f"agent3d evaluate {summary['dataset']}  ({summary['n_samples']} samples per run, "
                         f"model {model}, scorer {summary['scorer']})")
-    for title in ("run", "P-AUROC", "O-AUROC", "AUPRO", "AP", "recall", "scored", "tok in", "tok out", "LLM s", "s"):
+    for title in ("run", "P-AUROC", "O-AUROC", "AUPRO", "AP", "recall", "scored", "tok in", "tok out", "LLM s",
+                  "score s", "s"):
         table.add_column(title, justify="left" if title == "run" else "right", no_wrap=True)
     for row in table_rows(summary):
         table.add_row(*row)

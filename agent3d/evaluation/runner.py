@@ -97,6 +97,7 @@ def _run(sample: Sample, cloud, truth: GroundTruth, scorer, gating: str, prompt:
         n_scored=result.n_scored, regions=total, regions_hit=hit if strategy(gating).budgeted else None,
         tokens_prompt=llm.prompt_tokens if llm else 0, tokens_completion=llm.completion_tokens if llm else 0,
         llm_seconds=round(llm.seconds, 3) if llm else 0.0, seconds=round(result.seconds, 3),
+        scoring_seconds=round(result.scoring_seconds, 3),
         llm_calls=llm.calls if llm else 0, llm_retries=llm.transport_retries if llm else 0,
         llm_cached=llm.cached if llm else 0, llm_failures=len(llm.failures) if llm else 0,
         dropped=llm.dropped if llm else None, suspects=[s.to_json() for s in result.suspects], seeds=result.seeds,

@@ -63,6 +63,7 @@ class SampleRecord(BaseModel):
     tokens_completion: int = 0
     llm_seconds: float = 0.0
     seconds: float | None = None
+    scoring_seconds: float | None = None
     llm_calls: int = 0
     llm_retries: int = 0
     llm_cached: int = 0

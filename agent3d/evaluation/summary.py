@@ -27,7 +27,7 @@ from agent3d.file_checks import InputError
 COLUMNS = [("p_auroc", "P-AUROC"), ("o_auroc", "O-AUROC"), ("aupro", "AUPRO"), ("ap", "AP"),
            ("suspect_recall", "suspect recall"), ("fraction_scored", "fraction scored"),
            ("tokens_prompt", "prompt tokens"), ("tokens_completion", "completion tokens"),
-           ("llm_seconds", "LLM s"), ("seconds", "seconds")]
+           ("llm_seconds", "LLM s"), ("scoring_seconds", "scoring s"), ("seconds", "seconds")]
 INTERVAL_COLUMNS = [("p_auroc", "P-AUROC"), ("o_auroc", "O-AUROC"), ("aupro", "AUPRO"), ("ap", "AP"),
                     ("suspect_recall", "suspect recall")]
 MAX_LISTED = 50  # failures listed by name in summary.json and the report (all are counted)
@@ -69,12 +69,19 @@ def class_metrics(out: Path, records: list[dict]) -> dict:
         "tokens_completion": float(np.mean([r["tokens_completion"] for r in records])),
         "llm_seconds": float(np.mean([r["llm_seconds"] for r in records])),
         "seconds": float(np.mean([r["seconds"] for r in records])),
+        "scoring_seconds": _mean_known([r.get("scoring_seconds") for r in records]),
         "llm_failures": sum(r["llm_failures"] for r in records),
         "llm_calls": sum(r.get("llm_calls", 0) for r in records),
         "llm_cached": sum(r.get("llm_cached", 0) for r in records),
         "llm_retries": sum(r.get("llm_retries", 0) for r in records),
         "n_samples": len(records),
     }
+
+
+def _mean_known(values: list) -> float | None:
+    """The mean of the values recorded (records written before a field existed hold None), or None."""
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def run_metrics(out: Path, records: list[dict]) -> dict:
