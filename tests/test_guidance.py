@@ -180,7 +180,8 @@ def test_the_shipped_reader_steers_detect_the_same_way_twice_and_loads_no_pickle
     runs = [json.loads(runner.invoke(app, [*arguments, "--guidance", text]).stdout)
             for text in ("Only sunk pits are defects; bumps are fine.", "Only sunk pits are defects; bumps are fine.",
                          "Only bumps are defects; pits are fine.")]
-    assert runs[0] == {**runs[1], "seconds": runs[0]["seconds"]} and runs[0]["guidance"]["reader"] == "embedded"
+    untimed = [{k: v for k, v in run.items() if not k.endswith("seconds")} for run in runs]
+    assert untimed[0] == untimed[1] and runs[0]["guidance"]["reader"] == "embedded"
     assert loads and not any(loads)  # every numpy load of the reader refuses pickles
     sunk, raised = runs[0]["guidance"]["kinds"], runs[2]["guidance"]["kinds"]
     assert sunk["sunk"] - sunk["raised"] > raised["sunk"] - raised["raised"]  # the words move the reading
