@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from agent3d.base import BACKENDS, DEVICES, EMBEDDED_MODELS, GATINGS, OBJECT_SCORES, SAMPLERS, SCORERS, InputError, redact_url
+from agent3d.base import (BACKENDS, DEVICES, EMBEDDED_MODELS, GATINGS, OBJECT_SCORES, SAMPLERS, SCORERS, InputError,
+                          redact_url)
 from agent3d.cloud import MIN_POINTS
 
 MAX_SEED = 2**32 - 1  # llama.cpp's and NumPy's legacy seeds are 32-bit
@@ -57,11 +58,12 @@ class DetectConfig(BaseModel):
                                                          "weighted by its fit: 'embedded' (a probe on Gemma 3 270M, "
                                                          "extra gemma), a folder (tune --method guidance) or 'none' "
                                                          "(the text only reaches the prompt).")
-    n_points: int = Field(64, ge=1, le=MAX_SHOWN, description="Points shown to the language model (64 fit SmolLM2-135M: about "
-                                                "1,300 prompt tokens).")
+    n_points: int = Field(64, ge=1, le=MAX_SHOWN, description="Points shown to the language model (64 fit "
+                                                              "SmolLM2-135M: about 1,300 prompt tokens).")
     sampling: Literal[SAMPLERS] = Field("fps", description="How those points are chosen: farthest point sampling "
                                                            "or voxel downsampling.")
-    max_prompt_tokens: int = Field(6000, ge=1, le=1_000_000, description="Token budget per request; the view is tiled to fit.")
+    max_prompt_tokens: int = Field(6000, ge=1, le=1_000_000, description="Token budget per request; the view is "
+                                                                         "tiled to fit.")
     retries: int = Field(2, ge=0, le=100, description="Retries of an unusable reply, with the error fed back.")
     rounds: int = Field(1, ge=1, le=16, description="Agent rounds: later rounds look closer around the suspects.")
     object_score: Literal[OBJECT_SCORES] = Field("max", description="Object score from the point scores.")
@@ -86,7 +88,8 @@ class BackendConfig(BaseModel):
     device: Literal[DEVICES] = Field("auto", description="transformers backend: auto (cuda when available), "
                                                          "cpu or cuda.")
     timeout: float = Field(120.0, gt=0, le=DAY, description="Seconds per request to an OpenAI-compatible server.")
-    retry_seconds: float = Field(60.0, ge=0, le=DAY, description="Total seconds that retries of failed requests may add.")
+    retry_seconds: float = Field(60.0, ge=0, le=DAY, description="Total seconds that retries of failed requests "
+                                                                 "may add.")
     no_cache: bool = Field(False, description="Ask the model even if the reply is cached.")
 
     @field_serializer("base_url")
@@ -159,18 +162,20 @@ class TuneConfig(BaseModel):
                                           "(which defect kind a guidance text asks for; the dataset is a guidance "
                                           "set).")
     steps: int = Field(1000, ge=1, le=10_000_000, description="Optimizer steps (one example each).")
-    minutes: float | None = Field(None, gt=0, le=7 * DAY / 60, description="lora / prompt: stop after this many minutes instead.")
-    lr: float | None = Field(None, gt=0, le=1, description="Learning rate (default 3e-4 LoRA, "
-                                                                          "3e-2 prompt tuning).")
+    minutes: float | None = Field(None, gt=0, le=7 * DAY / 60, description="lora / prompt: stop after this many "
+                                                                           "minutes instead.")
+    lr: float | None = Field(None, gt=0, le=1, description="Learning rate (default 3e-4 LoRA, 3e-2 prompt tuning).")
     virtual_tokens: int = Field(20, ge=1, le=1024, description="Prompt tuning: learnable tokens.")
     lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
-    lora_layers: int = Field(0, ge=0, le=1024, description="LoRA in the last N decoder layers only (0: all); cheaper steps.")
+    lora_layers: int = Field(0, ge=0, le=1024, description="LoRA in the last N decoder layers only (0: all); "
+                                                           "cheaper steps.")
     empty_fraction: float = Field(0.0, ge=0, le=1, description="Share of training examples with an empty target "
                                                                "kept (normal clouds, defects off the view).")
     warmup: int = Field(30, ge=0, le=10_000_000, description="Warm-up steps (linear).")
     eval_every: int = Field(100, ge=1, le=10_000_000, description="Validate (a curve point) every N steps.")
     checkpoint_every: int = Field(50, ge=1, le=10_000_000, description="lora / prompt: checkpoint every N steps.")
-    n_val: int = Field(24, ge=1, le=100_000, description="lora / prompt: validation examples decoded at each validation.")
+    n_val: int = Field(24, ge=1, le=100_000, description="lora / prompt: validation examples decoded at each "
+                                                         "validation.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for the split, the example order and the adapter's "
                                                          "initialisation.")
 
@@ -202,11 +207,11 @@ class SynthConfig(BaseModel):
     n_points: int = Field(20000, ge=MIN_POINTS, le=10_000_000, description="Points per cloud.")
     references: int = Field(3, ge=0, le=1000, description="Clean reference clouds in references/.")
     noise: float = Field(0.1, ge=0, le=100, description="Sensor noise in median point spacings.")
-    radius: float = Field(0.06, gt=0, le=0.5, description="Bulge, dent, hole and contamination radius, "
-                                                                 "fraction of the diagonal.")
-    depth: float = Field(0.012, gt=0, le=1, description="Bulge and dent height, crack depth, fraction of "
-                                                                 "the diagonal.")
-    width: float = Field(0.03, gt=0, le=1, description="Crack width (a scratch is half as wide), fraction "
-                                                                "of the diagonal.")
+    radius: float = Field(0.06, gt=0, le=0.5, description="Bulge, dent, hole and contamination radius, fraction "
+                                                          "of the diagonal.")
+    depth: float = Field(0.012, gt=0, le=1, description="Bulge and dent height, crack depth, fraction of the "
+                                                        "diagonal.")
+    width: float = Field(0.03, gt=0, le=1, description="Crack width (a scratch is half as wide), fraction of the "
+                                                       "diagonal.")
     length: float = Field(0.25, gt=0, le=1, description="Crack length, fraction of the diagonal.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed.")

@@ -25,8 +25,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent3d.base import InputError
-from agent3d.file_checks import check_file
 from agent3d.defects import surface_displacement
+from agent3d.file_checks import check_file
 from agent3d.llm.base import check_base_model
 
 KINDS = ("raised", "sunk", "any")
@@ -277,12 +277,18 @@ def guidance_weights(points: np.ndarray, kinds: dict[str, float]) -> np.ndarray:
     -------
     ndarray of shape (n_points,), float64, in (0, 1]
     """
+    displacement = cloud_displacement(points)
+    return sum(p * kind_weights(displacement, kind) for kind, p in kinds.items())
+
+
+def cloud_displacement(points: np.ndarray) -> np.ndarray:
+    """:func:`agent3d.defects.surface_displacement` of ``points``, the last cloud's kept (detect's verdict and the
+    guidance benchmark weight the same cloud many times); ndarray of shape (n_points,), float64, point spacings."""
     key = hashlib.sha1(np.ascontiguousarray(points).tobytes()).hexdigest()
-    with _READING:  # the last cloud's displacement is kept: detect's verdict weights the same cloud eight times
+    with _READING:
         if _DISPLACEMENT.get("key") != key:
             _DISPLACEMENT.update(key=key, value=surface_displacement(points))
-        displacement = _DISPLACEMENT["value"]
-    return sum(p * kind_weights(displacement, kind) for kind, p in kinds.items())
+        return _DISPLACEMENT["value"]
 
 
 def guided_scores(scores: np.ndarray, scored: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -51,10 +51,10 @@ def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) 
                 "regions_hit": hit if strategy(found.gating).budgeted else None,
                 "regions": total}
 
-    table = {result.gating: figures(result)}
-    for gating in BASELINES:
+    table, kinds = {result.gating: figures(result)}, result.guidance["kinds"] if result.guidance else None
+    for gating in BASELINES:  # the guidance as the run read it, not read again
         if gating not in table:
-            table[gating] = figures(detect(cloud, config.model_copy(update={"gating": gating}), None, scorer))
+            table[gating] = figures(detect(cloud, config.model_copy(update={"gating": gating}), None, scorer, kinds))
     if result.guidance:
         for gating in BASELINES:
             blind = config.model_copy(update={"gating": gating, "guidance": ""})

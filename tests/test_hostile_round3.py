@@ -15,17 +15,11 @@ from typer.testing import CliRunner
 from agent3d.cli import app
 from agent3d.config import TuneConfig
 from agent3d.file_checks import InputError
+from test_shared_folders import one_line_refusal
 
 runner = CliRunner()
 SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
 SAMPLE = SAMPLES / "surface_00.txt"
-
-
-def one_line(result, *words) -> None:
-    assert result.exit_code == 2, result.output
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output, result.stderr
-    for word in words:
-        assert word in result.stderr, result.stderr
 
 
 class Payload:
@@ -70,7 +64,7 @@ def test_a_damaged_checkpoint_is_refused_whole_before_any_example_or_model(tmp_p
     with warnings.catch_warnings(record=True) as printed:  # a warning is a line before the error line
         warnings.simplefilter("always")
         result = runner.invoke(app, ["tune", str(SAMPLE), "--out", str(out), "--resume"])
-    one_line(result, *words)
+    one_line_refusal(result, *words)
     assert not printed, [str(w.message) for w in printed]
     assert "unpickled" not in capfd.readouterr().out + result.output
 
@@ -93,7 +87,7 @@ def test_a_missing_cuda_is_one_line_before_any_example(tmp_path, monkeypatch):
 def test_a_refused_run_leaves_no_folder_and_no_lock(tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["evaluate", str(SAMPLES), "--gating", "llm", "--out", str(out), "--concurrency", "2"])
-    one_line(result, "--concurrency")
+    one_line_refusal(result, "--concurrency")
     assert not out.exists()
     args = ["evaluate", str(SAMPLES), "--gating", "random", "--bootstrap", "0", "--out", str(out)]
     assert runner.invoke(app, args).exit_code == 0
@@ -102,15 +96,15 @@ def test_a_refused_run_leaves_no_folder_and_no_lock(tmp_path):
         score.unlink()
     (out / "scores").rmdir()
     (out / "scores").write_text("a file where the scores go")
-    one_line(runner.invoke(app, args), "scores")
+    one_line_refusal(runner.invoke(app, args), "scores")
     assert not (out / ".lock").exists() and (out / "config.json").is_file()
 
 
 def test_usage_errors_are_one_line_naming_the_option(tmp_path):
     for flag, value in (("--concurrency", "0"), ("--bootstrap", "-1"), ("--workers", "x")):
-        one_line(runner.invoke(app, ["evaluate", str(SAMPLES), "--out", str(tmp_path / "r"), flag, value]), flag)
-    one_line(runner.invoke(app, ["detect"]), "Missing argument")
-    one_line(runner.invoke(app, ["detect", str(SAMPLE), "--no-such-flag"]), "No such option")
+        one_line_refusal(runner.invoke(app, ["evaluate", str(SAMPLES), "--out", str(tmp_path / "r"), flag, value]), flag)
+    one_line_refusal(runner.invoke(app, ["detect"]), "Missing argument")
+    one_line_refusal(runner.invoke(app, ["detect", str(SAMPLE), "--no-such-flag"]), "No such option")
     assert not (tmp_path / "r").exists()
 
 
@@ -122,7 +116,7 @@ def test_a_configuration_file_value_of_the_wrong_shape_names_the_file(tmp_path, 
     (tmp_path / "c.toml").write_text(content + "\n")
     result = runner.invoke(app, ["evaluate", str(SAMPLES), "--out", str(tmp_path / "r"), "--config",
                                  str(tmp_path / "c.toml")])
-    one_line(result, "c.toml", *words)
+    one_line_refusal(result, "c.toml", *words)
     assert not (tmp_path / "r").exists()
 
 
@@ -140,7 +134,7 @@ def test_every_adapter_format_names_both_base_models(tmp_path):
         (reader_dir / "guidance.json").write_text(json.dumps(broken))
         result = runner.invoke(app, ["detect", str(SAMPLE), "--gating", "saliency", "--guidance", "pits",
                                      "--guidance-reader", str(reader_dir)])
-        one_line(result, "reader", "not a guidance reader")
+        one_line_refusal(result, "reader", "not a guidance reader")
 
 
 def test_checkpoint_weights_of_another_shape_are_refused_before_they_load(tmp_path):

@@ -120,8 +120,8 @@ def runs_list(folder: Path = typer.Argument(Path("runs"), help="A folder of runs
 def runs_compare(
     run_a: str = typer.Argument(..., help="A run folder, or FOLDER#ROW (e.g. runs/p#llm/geom)."),
     run_b: str = typer.Argument(..., help="Another run folder, or FOLDER#ROW."),
-    bootstrap: int = typer.Option(1000, min=0, max=1_000_000, help="Paired bootstrap resamples over the samples both runs "
-                                                    "finished (0: none)."),
+    bootstrap: int = typer.Option(1000, min=0, max=1_000_000, help="Paired bootstrap resamples over the samples "
+                                                                   "both runs finished (0: none)."),
 ) -> None:
     """Both runs' rows side by side, then B - A for the rows they share, with the better one per metric and, for
     P-AUROC, AUPRO and suspect recall, a paired 95% bootstrap interval and p-value: "outside" when the interval

@@ -21,15 +21,17 @@ def evaluate(
     out: Path = typer.Option(..., help="Run folder: config.json, samples.jsonl, summary.json, report.md, roc.png."),
     reference: list[Path] = typer.Option([], help="Normal reference clouds for every class (repeatable); "
                                                   "default: the dataset's own, else self-reference."),
-    workers: int = typer.Option(1, min=1, max=1024, help="Samples evaluated in parallel processes on this machine."),
-    concurrency: int = typer.Option(1, min=1, max=1024, help="Samples in flight at once in this process (threads), for a "
-                                                   "hosted model (--backend openai): requests overlap."),
+    workers: int = typer.Option(1, min=1, max=1024, help="Samples evaluated in parallel processes on this "
+                                                         "machine."),
+    concurrency: int = typer.Option(1, min=1, max=1024, help="Samples in flight at once in this process (threads), "
+                                                             "for a hosted model (--backend openai): requests "
+                                                             "overlap."),
     keep_plane: bool = typer.Option(False, "--keep-plane", help="MVTec 3D-AD: keep the background plane "
                                                                 "(removed by default, as BTF does)."),
     scheduler: Optional[str] = typer.Option(None, help="Run the samples on a Dask cluster: its scheduler's "
                                                        "address, tcp://HOST:PORT."),
-    bootstrap: int = typer.Option(1000, min=0, max=1_000_000, help="Bootstrap resamples for the 95% intervals and paired tests "
-                                                    "(0: none)."),
+    bootstrap: int = typer.Option(1000, min=0, max=1_000_000, help="Bootstrap resamples for the 95% intervals and "
+                                                                   "paired tests (0: none)."),
     guidance_set: Optional[Path] = typer.Option(None, help="A guidance set (TOML; 'embedded': the shipped one): "
                                                            "guidance.json holds flip AUROC and matched figures per "
                                                            "run and phrasing split."),

@@ -29,8 +29,8 @@ def tune(
                                        "features.skops + features.json)."),
     val: list[Path] = typer.Option([], help="head methods / features: held-out labeled datasets, only scored "
                                             "(repeatable; a quoted pattern such as 'data/surface_1?.txt' is expanded)."),
-    max_suspects: int = typer.Option(8, min=1, max=64, help="head methods / features: suspects per prompt, the k of the "
-                                                    "recall that chooses the head."),
+    max_suspects: int = typer.Option(8, min=1, max=64, help="head methods / features: suspects per prompt, the k "
+                                                            "of the recall that chooses the head."),
     model: Optional[str] = typer.Option(None, help="An embedded model (smollm2-135m, the default; gemma-3-270m), a GGUF "
                                                    "file or a Hugging Face folder."),
     prompt: str = typer.Option("geom", help="Prompt template the adapter is tuned for."),

@@ -2,16 +2,16 @@
 the text can make a difference?
 
 Per entry of a guidance set, the ground truth is the regions of the entry's kind (:func:`agent3d.defects.
-point_kinds`; the other kind counts as normal, ``any`` keeps every region). For every run of the evaluation (its
+region_kinds`; the other kind counts as normal, ``any`` keeps every region). For every run of the evaluation (its
 stored per-point scores) three kinds of row:
 
 - ``RUN``: the text-blind run as it is: the same scores under every entry, so its flip AUROC is exactly 0.5;
 - ``RUN + guidance NAME``: what ``detect --guidance`` does with the kind a guidance reader
   (:class:`agent3d.guidance.GuidanceReader`) reads from the entry's text: each point's fit ``w = sum_k p(k | text)
-  kind_weights(displacement, k)`` steers the seeds of the rules that follow guidance (:func:`agent3d.gating.
-  steered`; the cloud is gated and scored again, through :func:`agent3d.pipeline.detect`) and weights the scored
-  points' scores (:func:`agent3d.guidance.guided_scores`); other runs' stored scores are weighted;
-- ``RUN + guidance NAME, blind seeds`` (rules that follow guidance only): the stored text-blind run's scores
+  kind_weights(displacement, k)`` steers the seeds of a gating that follows guidance (:attr:`agent3d.gating.Gating.
+  follows_guidance`; the cloud is gated and scored again, through :func:`agent3d.pipeline.detect`) and weights the
+  scored points' scores (:func:`agent3d.guidance.guided_scores`); other runs' stored scores are weighted;
+- ``RUN + guidance NAME, blind seeds`` (gatings that follow guidance only): the stored text-blind run's scores
   weighted, its seeds unchanged: what the seeds' steering adds;
 - ``RUN + kind given`` (and ``, blind seeds``): the same with the entry's true kind (what a perfect reader would
   reach: the geometry's part alone).
@@ -33,13 +33,14 @@ import numpy as np
 from scipy.stats import bootstrap, permutation_test
 
 from agent3d.datasets import Dataset
-from agent3d.defects import region_kinds, surface_displacement
+from agent3d.defects import region_kinds
 from agent3d.evaluation.metrics import auroc, region_radius, suspect_recall
 from agent3d.evaluation.runner import class_scorer, sample_references
 from agent3d.evaluation.store import EvalConfig, read_lines
+from agent3d.evaluation.summary import run_name
 from agent3d.gating import strategy
-from agent3d.guidance import (KINDS, GuidanceEntry, GuidanceReader, GuidanceSet, guided_scores, kind_weights,
-                              read_kinds, resolve_reader)
+from agent3d.guidance import (KINDS, GuidanceEntry, GuidanceReader, GuidanceSet, cloud_displacement, guided_scores,
+                              kind_weights, read_kinds, resolve_reader)
 from agent3d.outputs import write_json
 from agent3d.pipeline import detect
 
@@ -98,24 +99,30 @@ def guidance_benchmark(out: Path, dataset: Dataset, guidance_set: GuidanceSet, r
         "matched_suspect_recall", "n_points", "n_clouds"}}}}``.
     """
     records = [r for r in read_lines(out) if not r.get("failed")]
-    samples = {(s.class_name, s.name): s for s in dataset.samples}
-    truth = {key: _truth(samples[key].load(run.remove_plane)) for key in {(r["class"], r["sample"]) for r in records}}
     readings = {**{f"guidance {name}": p for name, p in readings.items()},
                 "kind given": [{entry.kind: 1.0} for entry in guidance_set.guidance]}
-    entries, rows = guidance_set.guidance, {}
-    for gating, prompt in sorted({(r["gating"], r.get("prompt")) for r in records}, key=str):
-        name = gating + (f"/{prompt}" if prompt else "")
-        mine = [r for r in records if (r["gating"], r.get("prompt")) == (gating, prompt)]
-        clouds = [_cloud_run(out, record, truth[(record["class"], record["sample"])]) for record in mine]
-        rows[name] = _row([_weighted(cloud, entries, None) for cloud in clouds], entries, run.detect.seed)
-        for row, probabilities in readings.items():
-            weighted = [_weighted(cloud, entries, probabilities) for cloud in clouds]
-            if strategy(gating).follows_guidance:
-                rows[f"{name} + {row}, blind seeds"] = _row(weighted, entries, run.detect.seed)
-                weighted = [_steered(samples[(r["class"], r["sample"])], truth[(r["class"], r["sample"])], gating,
-                                     entries, probabilities, dataset, run) for r in mine]
-            rows[f"{name} + {row}"] = _row(weighted, entries, run.detect.seed)
-    return {"runs": rows}
+    entries, per_row = guidance_set.guidance, {}
+    runs = sorted({(r["gating"], r.get("prompt")) for r in records}, key=str)
+    for sample in dataset.samples:  # cloud by cloud: its geometry and its scorer serve every row
+        mine = {(r["gating"], r.get("prompt")): r for r in records if (r["class"], r["sample"]) == (sample.class_name,
+                                                                                                 sample.name)}
+        if not mine:
+            continue
+        truth, scorer = _truth(sample.load(run.remove_plane)), None
+        for gating, prompt in (r for r in runs if r in mine):
+            name, cloud = run_name(gating, prompt), _cloud_run(out, mine[(gating, prompt)], truth)
+            per_row.setdefault(name, []).append(_weighted(cloud, entries, None))
+            for row, probabilities in readings.items():
+                weighted = _weighted(cloud, entries, probabilities)
+                if strategy(gating).follows_guidance:
+                    per_row.setdefault(f"{name} + {row}, blind seeds", []).append(weighted)
+                    scorer = scorer or _Kept(class_scorer(sample.class_name, sample_references(sample, run, dataset),
+                                                          run))
+                    weighted = _steered(truth, gating, entries, probabilities, scorer, run)
+                per_row.setdefault(f"{name} + {row}", []).append(weighted)
+    order = [run_name(*r) for r in runs]  # every run's rows together, runs in order
+    return {"runs": {row: _row(per_row[row], entries, run.detect.seed)
+                     for row in sorted(per_row, key=lambda row: order.index(row.split(" + ")[0]))}}
 
 
 def _truth(cloud) -> dict:
@@ -123,7 +130,7 @@ def _truth(cloud) -> dict:
     the regions of each kind numbered 0.. (-1 elsewhere, for :func:`suspect_recall`), the region radius, and each
     point's weight under each kind (:func:`agent3d.guidance.kind_weights` of its dominant displacement)."""
     regions, defects = region_kinds(cloud.points, cloud.labels)
-    displacement = surface_displacement(cloud.points)
+    displacement = cloud_displacement(cloud.points)
     numbered = {}
     for kind in ("raised", "sunk", "any"):
         chosen = [d.region for d in defects if kind == "any" or d.kind == kind]
@@ -160,12 +167,11 @@ def _weighted(cloud: dict, entries: list[GuidanceEntry], probabilities: list[dic
     return cloud["kinds"], guided, {i: cloud["hits"][entry.kind] for i, entry in enumerate(entries)}
 
 
-def _steered(sample, truth: dict, gating: str, entries: list[GuidanceEntry], probabilities: list[dict],
-             dataset: Dataset, run: EvalConfig) -> tuple:
+def _steered(truth: dict, gating: str, entries: list[GuidanceEntry], probabilities: list[dict], scorer: "_Kept",
+             run: EvalConfig) -> tuple:
     """One cloud detected again under every entry, as ``detect --guidance`` would with the kinds read
-    (:func:`agent3d.pipeline.detect`); entries that steer to the same seeds are scored once. Like
+    (:func:`agent3d.pipeline.detect`); entries (of any row) that steer to the same seeds are scored once. Like
     :func:`_weighted`."""
-    scorer = _Kept(class_scorer(sample.class_name, sample_references(sample, run, dataset), run))
     config = run.detect.model_copy(update={"gating": gating})
     guided, hits = {}, {}
     for i, kinds in enumerate(probabilities):

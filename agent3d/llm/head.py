@@ -125,7 +125,7 @@ class HeadAdapter:
         InputError
         """
         trained = self.record.base_model
-        check_base_model(self.folder, {"name": trained.name, "sha256": trained.sha256}, name, sha256)
+        check_base_model(self.folder, trained.model_dump(), name, sha256)
         if prompt_format != trained.format:
             raise InputError(self.folder, f"trained on prompts in the {trained.format[:40]} format; {name} reads "
                                           f"{prompt_format}")
