@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from agent3d.base import InputError
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import BackendConfig, DetectConfig
@@ -26,6 +28,7 @@ from agent3d.evaluation.report import write_report
 from agent3d.evaluation.runner import check_parallelism, run_evaluation
 from agent3d.evaluation.store import EvalConfig, check_config, done_keys, run_lock
 from agent3d.evaluation.summary import summarize
+from agent3d.evaluation.tradeoff import budget_folder, write_tradeoff
 from agent3d.gating import strategy
 from agent3d.guidance import read_guidance_set, resolve_reader
 from agent3d.io import read_cloud, read_references
@@ -188,6 +191,50 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
         if guidance:
             summary["guidance"] = write_guidance(out, data, guidance, readers, run)["runs"]
     return summary
+
+
+def evaluate_budgets(dataset: str | os.PathLike, out: str | os.PathLike, budgets: Sequence[float],
+                     config: DetectConfig | None = None, progress: Callable | None = None, **options) -> dict:
+    """The budget trade-off: :func:`evaluate` once per budget, into ``out/budget-B`` (each a whole, resumable
+    evaluation), then P-AUROC and AUPRO against the fraction scored, with the seconds split, in ``out/tradeoff.json``,
+    ``tradeoff.md`` and ``tradeoff.png`` (:mod:`agent3d.evaluation.tradeoff`).
+
+    Parameters
+    ----------
+    dataset, out : path
+    budgets : sequence of float
+        Fractions of the points the scorer may check, each in (0, 1] (``DetectConfig.budget``).
+    config : DetectConfig, optional
+        Every other detection setting.
+    progress : callable, optional
+        ``progress(folder)`` giving :func:`evaluate`'s ``progress`` for one budget's folder.
+    **options
+        Passed to :func:`evaluate` (gatings, prompts, backend, references, workers, bootstrap, ...).
+
+    Returns
+    -------
+    dict
+        ``{"summaries": {budget: summary}, "tradeoff": rows}``.
+
+    Raises
+    ------
+    InputError
+        A budget out of range, or ``out`` holds files that are not a sweep's.
+    """
+    config = config or DetectConfig()
+    try:
+        configs = {b: DetectConfig.model_validate({**config.model_dump(), "budget": b}) for b in sorted(set(budgets))}
+    except ValidationError as error:
+        raise InputError("--budget", error.errors()[0]["msg"]) from None
+    out = check_output(out, folder=True)
+    foreign = [p.name for p in out.iterdir() if not p.name.startswith((".", "budget-", "tradeoff."))] \
+        if out.is_dir() else []
+    if foreign:
+        raise InputError(out, f"folder holds files that are not a budget sweep's ({foreign[0]}); choose another --out")
+    summaries = {b: evaluate(dataset, budget_folder(out, b), config=c, **options,
+                             progress=progress(budget_folder(out, b)) if progress else None)
+                 for b, c in configs.items()}
+    return {"summaries": summaries, "tradeoff": write_tradeoff(out, summaries)}
 
 
 def summary_frame(summary: dict):

@@ -174,8 +174,8 @@ def merge_config_file(ctx: typer.Context, options: dict, models: tuple[type[Base
     for key, value in values.items():
         source = ctx.get_parameter_source(key)
         if getattr(source, "name", None) != "COMMANDLINE":  # typer may bundle its own click
-            # a repeatable option (evaluate's --gating, --prompt) given one string is one value, not its letters
-            merged[key] = [value] if isinstance(options.get(key), list) and isinstance(value, str) else value
+            # a repeatable option (evaluate's --gating, --prompt, --budget) given one value is a list of one
+            merged[key] = [value] if isinstance(options.get(key), list) and not isinstance(value, list) else value
     return merged
 
 

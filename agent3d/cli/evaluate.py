@@ -15,7 +15,8 @@ from agent3d.cli.common import config_from, config_options, exit_codes, read_gui
 from agent3d.config import GATINGS, BackendConfig, DetectConfig
 
 
-@config_options(DetectConfig, BackendConfig, repeatable=("gating", "prompt"), defaults={"gating": list(GATINGS)})
+@config_options(DetectConfig, BackendConfig, repeatable=("gating", "prompt", "budget"),
+                defaults={"gating": list(GATINGS)})
 def evaluate(
     dataset: Path = typer.Argument(..., help="Labeled folder, Real3D-AD or Anomaly-ShapeNet layout."),
     out: Path = typer.Option(..., help="Run folder: config.json, samples.jsonl, summary.json, report.md, roc.png."),
@@ -39,20 +40,44 @@ def evaluate(
                                                        "guidance) to benchmark beside --guidance-reader (repeatable)."),
     **options,
 ) -> None:
-    """Run every gating x prompt on every sample of a dataset; metrics per class and overall."""
+    """Run every gating x prompt on every sample of a dataset; metrics per class and overall. Several --budget values
+    sweep the budget: one evaluation per budget in OUT/budget-B, and tradeoff.md / .png / .json in OUT."""
     from agent3d.api import evaluate as run_evaluate
+    from agent3d.api import evaluate_budgets
 
+    budgets = list(dict.fromkeys(options["budget"]))
     with exit_codes():
         gatings = list(dict.fromkeys(options["gating"]))
         detect_config = config_from(DetectConfig, options, gating=gatings[0], prompt=(options["prompt"] or ["geom"])[0],
-                                    guidance=read_guidance(options["guidance"]))
-        summary = run_evaluate(dataset, out, gatings, options["prompt"], detect_config,
-                               config_from(BackendConfig, options), reference, workers, concurrency, scheduler,
-                               not keep_plane, bootstrap, progress=lambda total, done: evaluation_progress(total, done, out),
-                               guidance_set=guidance_set, guidance_readers=compare_reader)
+                                    guidance=read_guidance(options["guidance"]), budget=budgets[0])
+        run = {"gatings": gatings, "prompts": options["prompt"], "config": detect_config,
+               "backend": config_from(BackendConfig, options), "references": reference, "workers": workers,
+               "concurrency": concurrency, "scheduler": scheduler, "remove_plane": not keep_plane,
+               "bootstrap": bootstrap, "guidance_set": guidance_set, "guidance_readers": compare_reader}
+        if len(budgets) > 1:
+            swept = evaluate_budgets(dataset, out, budgets, progress=lambda folder: lambda total, done:
+                                     evaluation_progress(total, done, folder), **run)
+            print_tradeoff(swept["tradeoff"], out)
+            return
+        summary = run_evaluate(dataset, out, progress=lambda total, done: evaluation_progress(total, done, out), **run)
     print_summary(summary, out)
     if "guidance" in summary:
         print_guidance(summary["guidance"])
+
+
+def print_tradeoff(rows: dict, out: Path) -> None:
+    """The budget sweep's table: P-AUROC, AUPRO and seconds per run and budget."""
+    table = Table(title=f"budget trade-off (each budget's evaluation in {out}/budget-B)")
+    for column in ("run", "budget", "scored", "P-AUROC", "AUPRO", "model s", "score s", "other s"):
+        table.add_column(column, justify="left" if column == "run" else "right", no_wrap=True)
+    for name, points in rows.items():
+        for r in points:
+            table.add_row(name, f"{r['budget']:g}", *("—" if r[k] is None else f"{r[k]:.3f}" for k in
+                                                     ("fraction_scored", "p_auroc", "aupro")),
+                          *(f"{r[k]:.2f}" for k in ("llm_seconds", "scoring_seconds", "other_seconds")))
+    Console(width=max(100, Console().width)).print(table)
+    Console().print(f"written: {out / 'tradeoff.md'}, {out / 'tradeoff.png'}, {out / 'tradeoff.json'}",
+                    soft_wrap=True)
 
 
 def print_guidance(rows: dict) -> None:
