@@ -9,6 +9,7 @@ import os
 from urllib.parse import urlsplit, urlunsplit
 
 GATINGS = ("llm", "learned", "saliency", "coarse", "random", "all")
+GROWTHS = ("fixed", "adaptive")  # agent3d.growth
 SAMPLERS = ("fps", "voxel")
 SCORERS = ("auto", "self-reference", "memory-bank", "registration", "fused")
 OBJECT_SCORES = ("max", "topk-mean")

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from agent3d.base import (BACKENDS, DEVICES, EMBEDDED_MODELS, GATINGS, OBJECT_SCORES, SAMPLERS, SCORERS, InputError,
+from agent3d.base import (BACKENDS, DEVICES, EMBEDDED_MODELS, GATINGS, GROWTHS, OBJECT_SCORES, SAMPLERS, SCORERS, InputError,
                           redact_url)
 from agent3d.cloud import MIN_POINTS
 
@@ -47,6 +47,9 @@ class DetectConfig(BaseModel):
     learned: str = Field("embedded", description="Learned baseline for --gating learned: a folder written by "
                                                  "'agent3d tune --method features', or 'embedded' (the one shipped).")
     budget: float = Field(0.1, gt=0, le=1, description="Fraction of points the scorer may touch (all but 'all').")
+    growth: Literal[GROWTHS] = Field("fixed", description="How the scored set grows from the seeds: fixed (the "
+                                                          "budget split evenly around them) or adaptive (half "
+                                                          "of it, then on along hot scores; the budget is a cap).")
     scorer: Literal[SCORERS] = Field("auto", description="Classical scorer; auto = fused with references, "
                                                          "self-reference without.")
     prompt: str = Field("geom", description="Prompt template name.")

@@ -1,5 +1,5 @@
-"""One cloud through the whole flow: sample, seed (ask the model, or a baseline rule; :mod:`agent3d.gating`), gate,
-score, propagate. With ``--guidance`` and a guidance reader, the words are read as a kind of defect first
+"""One cloud through the whole flow: sample, seed (ask the model, or a baseline rule; :mod:`agent3d.gating`), gate
+(grow the scored set from the seeds: :mod:`agent3d.growth`), score, propagate. With ``--guidance`` and a guidance reader, the words are read as a kind of defect first
 (:mod:`agent3d.guidance`): each point's fit to it steers the seeds of a gating that follows guidance
 (:attr:`agent3d.gating.Gating.follows_guidance`) and then weights its score."""
 
@@ -11,8 +11,9 @@ import numpy as np
 
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import DetectConfig
-from agent3d.gating import Seeds, strategy
+from agent3d.gating import Seeds, budget_count, strategy
 from agent3d.geometry import CloudContext
+from agent3d.growth import grow_adaptive
 from agent3d.guidance import guided_scores, guidance_weights, read_kinds, resolve_reader
 from agent3d.llm.base import Backend
 from agent3d.sampling import sample
@@ -62,8 +63,14 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         shown = sample(points, config.n_points, config.sampling, seed=config.seed)
         score = timer.timed(lambda indices: scorer.score_samples(points, indices)) if gating.needs_scorer else None
         found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights, score)
-    scored = gating.select(points, found.indices, config.budget, found.scored)
-    point_scores = timer.timed(lambda indices: scorer.score_samples(points, indices))(scored)
+    score = timer.timed(lambda indices: scorer.score_samples(points, indices))
+    if gating.budgeted and config.growth == "adaptive":  # half the budget around the seeds, then along hot scores
+        core = gating.select(points, found.indices, config.budget / 2, found.scored)
+        scored, point_scores = grow_adaptive(points, core, budget_count(len(points), config.budget), score,
+                                             config.seed)
+    else:
+        scored = gating.select(points, found.indices, config.budget, found.scored)
+        point_scores = score(scored)
     registration = scorer.register(points) if len(scored) else None  # remembered from scoring: no second run
     mask = np.zeros(len(cloud), dtype=bool)
     mask[scored] = True
