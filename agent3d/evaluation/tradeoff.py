@@ -73,6 +73,7 @@ def plot_tradeoff(path: Path, rows: dict[str, list[dict]]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
     for axis, figure_name, title in zip(axes, FIGURES, ("P-AUROC", "AUPRO")):
@@ -90,6 +91,10 @@ def plot_tradeoff(path: Path, rows: dict[str, list[dict]]) -> None:
             high = [s[1] - v if s and None not in s else 0 for v, s in zip(y, spans)]
             axis.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=colour, label=name)
         axis.set(xscale="log", xlabel="fraction of points scored", ylabel=title, title=f"{title} against the budget")
+        ticks = sorted({round(r["fraction_scored"], 3) for points in rows.values() for r in points
+                        if r["fraction_scored"] is not None and r["fraction_scored"] < 0.999})
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")
     figure.tight_layout()
