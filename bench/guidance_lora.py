@@ -4,7 +4,7 @@ on the training phrasings (LoRA: Hu et al., ICLR 2022; peft), against the frozen
 The text is read inside the note the shipped probe uses (:data:`agent3d.guidance.NOTE`), the final states of its
 last 8 tokens averaged (the decoder only: no vocabulary projection), and a linear head gives raised / sunk / any.
 LoRA rank 8 on the attention's query and value projections of every layer; AdamW (adapter 5e-4, head 5e-3), 15
-epochs of the training phrasings one at a time, seed 0 — fixed before any run, nothing chosen on held-out
+epochs of the training phrasings in shuffled batches of 4 (left-padded), seed 0 — fixed before any run, nothing chosen on held-out
 phrasings. The readings then weight a finished evaluation's stored scores (the guidance benchmark), as the other
 methods' do in ``bench/guidance_methods.py``.
 
@@ -30,7 +30,7 @@ from agent3d.evaluation.store import EvalConfig
 from agent3d.guidance import KINDS, NOTE, read_guidance_set
 from agent3d.llm.transformers import load_base, model_identity
 
-LAST, RANK, EPOCHS, ADAPTER_RATE, HEAD_RATE = 8, 8, 15, 5e-4, 5e-3
+LAST, RANK, EPOCHS, BATCH, ADAPTER_RATE, HEAD_RATE = 8, 8, 15, 4, 5e-4, 5e-3
 
 
 def lora_readings(model: str, entries, seed: int = 0) -> list[dict]:
@@ -46,24 +46,32 @@ def lora_readings(model: str, entries, seed: int = 0) -> list[dict]:
     head = torch.nn.Linear(base.config.hidden_size, len(KINDS))
     optimizer = torch.optim.AdamW([{"params": [p for p in model_.parameters() if p.requires_grad],
                                     "lr": ADAPTER_RATE}, {"params": head.parameters(), "lr": HEAD_RATE}])
-    ids = [torch.tensor([tokenizer(NOTE.format(e.text))["input_ids"]]) for e in entries]
+    tokenizer.padding_side = "left"  # the last tokens of every text line up at the end of the batch
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
 
-    def logits(i: int):
-        return head(decoder(input_ids=ids[i]).last_hidden_state[0, -LAST:].mean(dim=0))
+    def logits(rows: list[int]):
+        batch = tokenizer([NOTE.format(entries[i].text) for i in rows], return_tensors="pt", padding=True)
+        positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+        states = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         position_ids=positions).last_hidden_state
+        return head(states[:, -LAST:].mean(dim=1))
 
-    train = [i for i, e in enumerate(entries) if e.split == "train"]
-    target = {i: torch.tensor(KINDS.index(entries[i].kind)) for i in train}
+    train = np.array([i for i, e in enumerate(entries) if e.split == "train"])
     order = np.random.default_rng(seed)
     model_.train()
     for _ in range(EPOCHS):
-        for i in order.permutation(train):
-            loss = torch.nn.functional.cross_entropy(logits(int(i))[None], target[int(i)][None])
+        shuffled = order.permutation(train)
+        for start in range(0, len(shuffled), BATCH):
+            rows = [int(i) for i in shuffled[start:start + BATCH]]
+            target = torch.tensor([KINDS.index(entries[i].kind) for i in rows])
+            loss = torch.nn.functional.cross_entropy(logits(rows), target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     model_.eval()
     with torch.no_grad():
-        probabilities = np.array([torch.softmax(logits(i), dim=0).numpy() for i in range(len(entries))])
+        probabilities = np.vstack([torch.softmax(logits([i]), dim=1).numpy() for i in range(len(entries))])
     return as_kinds(probabilities)
 
 
@@ -81,6 +89,7 @@ def main() -> None:
         figures[f"lora + head, {model}"] = reading_figures(guidance_set.guidance, readings[f"lora + head, {model}"],
                                                            time.perf_counter() - start)
         print(json.dumps(figures[f"lora + head, {model}"]), flush=True)
+        args.out.with_suffix(".readings.json").write_text(json.dumps(readings))
     run = EvalConfig.model_validate_json((args.run / "config.json").read_text())
     benchmark = guidance_benchmark(args.run, load_dataset(run.dataset), guidance_set, readings, run)["runs"]
     args.out.write_text(json.dumps({"reading": figures, "benchmark": benchmark, "readings": readings}, indent=1))
