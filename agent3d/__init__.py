@@ -2,8 +2,8 @@
 
 The names a script needs, imported on first use (``import agent3d`` stays light):
 :func:`read_cloud`, :class:`PointCloud`, :class:`DetectConfig`, :class:`BackendConfig`, :func:`detect`,
-:class:`Detection`, :func:`evaluate`, :func:`evaluate_budgets`, :func:`summary_frame`, :func:`build_scorer`, :class:`InputError`
-(see :mod:`agent3d.api` and README, "Python").
+:class:`Detection`, :func:`evaluate`, :func:`evaluate_budgets`, :func:`summary_frame`, :func:`build_scorer`,
+:class:`InputError` (see :mod:`agent3d.api` and README, "Python").
 """
 
 from importlib import import_module
@@ -16,8 +16,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 _EXPORTS = {"read_cloud": "agent3d.io", "PointCloud": "agent3d.cloud", "Detection": "agent3d.cloud",
             "DetectConfig": "agent3d.config", "BackendConfig": "agent3d.config", "detect": "agent3d.api",
-            "evaluate": "agent3d.api", "evaluate_budgets": "agent3d.api", "summary_frame": "agent3d.api", "build_scorer": "agent3d.scoring",
-            "InputError": "agent3d.file_checks"}
+            "evaluate": "agent3d.api", "evaluate_budgets": "agent3d.api", "summary_frame": "agent3d.api",
+            "build_scorer": "agent3d.scoring", "InputError": "agent3d.file_checks"}
 __all__ = ["__version__", *_EXPORTS]
 
 

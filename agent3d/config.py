@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from agent3d.base import (BACKENDS, DEVICES, EMBEDDED_MODELS, GATINGS, GROWTHS, OBJECT_SCORES, SAMPLERS, SCORERS, InputError,
-                          redact_url)
+from agent3d.base import (BACKENDS, DEVICES, EMBEDDED_MODELS, GATINGS, GROWTHS, OBJECT_SCORES, SAMPLERS, SCORERS,
+                          InputError, redact_url)
 from agent3d.cloud import MIN_POINTS
 
 MAX_SEED = 2**32 - 1  # llama.cpp's and NumPy's legacy seeds are 32-bit

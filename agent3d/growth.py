@@ -8,9 +8,12 @@ the scores.
   spent as ``fixed`` spends it (the core around the seeds, seeds taken in the order their source ranks them); a
   tenth of the cap is a uniform draw of the rest of the cloud (mostly normal surface, so the normal scores are
   known even when every core point lies on a defect); a point is *hot* when a two-component Gaussian mixture of
-  the core's and the draw's scores puts it in the higher component (:func:`hot_threshold`); each round adds the unscored neighbours of the hot points, those of the hottest first (at most half of what is left of the cap per round), and scores the whole set again (the scorer
-  smooths over scored neighbours: a small batch scored alone comes back flat). Growth stops when no hot point has an unscored neighbour or the budget is spent: the
-  budget is a cap, and what is left of it is not scored.
+  the core's and the draw's scores puts it in the higher component (:func:`hot_threshold`); each round adds the
+  unscored neighbours of the hot points, those of the hottest first (at most half of what is left of the cap per
+  round), and scores the whole set again (the scorer smooths over scored neighbours: a small batch scored alone
+  comes back flat). Growth stops when no hot point has an unscored neighbour or the budget is spent: the budget is
+  a cap, and what is left of it is not scored. Every round costs a whole scoring pass, so with a scorer whose cost
+  does not follow the points scored (self-reference) growth costs several times what ``fixed`` does (README).
 """
 
 from __future__ import annotations

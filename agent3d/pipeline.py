@@ -1,7 +1,8 @@
 """One cloud through the whole flow: sample, seed (ask the model, or a baseline rule; :mod:`agent3d.gating`), gate
-(grow the scored set from the seeds: :mod:`agent3d.growth`), score, propagate. With ``--guidance`` and a guidance reader, the words are read as a kind of defect first
-(:mod:`agent3d.guidance`): each point's fit to it steers the seeds of a gating that follows guidance
-(:attr:`agent3d.gating.Gating.follows_guidance`) and then weights its score."""
+(grow the scored set from the seeds: :mod:`agent3d.growth`), score, propagate. With ``--guidance`` and a guidance
+reader, the words are read as a kind of defect first (:mod:`agent3d.guidance`): each point's fit to it steers the
+seeds of a gating that follows guidance (:attr:`agent3d.gating.Gating.follows_guidance`) and then weights its
+score."""
 
 from __future__ import annotations
 
