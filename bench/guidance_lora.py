@@ -8,7 +8,7 @@ epochs of the training phrasings in shuffled batches of 4 (left-padded), seed 0 
 phrasings. The readings then weight a finished evaluation's stored scores (the guidance benchmark), as the other
 methods' do in ``bench/guidance_methods.py``.
 
-Usage::
+Usage (from the folder ``evaluate`` ran in: the run's configuration names the dataset as it was given)::
 
     python bench/guidance_lora.py runs/methods-val64 --model smollm2-135m --model gemma-3-270m \\
         --out runs/methods-val64/lora.json

@@ -21,7 +21,7 @@ guidance reader folder, ``embedded`` for the shipped one):
 Nothing is chosen on the held-out phrasings or on the evaluation's clouds: the prompt, the six examples and the
 calibration are fixed or fitted on training phrasings only.
 
-Usage::
+Usage (from the folder ``evaluate`` ran in: the run's configuration names the dataset as it was given)::
 
     agent3d evaluate data/pg-val --gating saliency --gating all --n-points 64 --out runs/methods-val64
     python bench/guidance_methods.py runs/methods-val64 --model smollm2-135m=runs/guide2-smollm2-135m \\
