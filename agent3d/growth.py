@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.spatial import cKDTree
+from sklearn.mixture import GaussianMixture
 
 NEIGHBOURS = 8  # the k of the neighbour graph growth follows
 DRAW_SHARE, DRAW_MIN = 10, 16  # the uniform draw: a tenth of the cap, at least 16 points
@@ -33,8 +34,6 @@ def hot_threshold(scores: np.ndarray, seed: int = 0) -> float:
     """The score above which a point is hot: where a two-component Gaussian mixture of ``scores`` (ndarray of
     shape (n,), float64; scikit-learn) gives the higher component the larger posterior (the lowest such score);
     the core around good seeds is often more anomalous than normal, so no quantile of it is the normal points'."""
-    from sklearn.mixture import GaussianMixture
-
     if len(scores) < 4 or np.ptp(scores) == 0:
         return float(np.max(scores, initial=0.0))
     values = scores.reshape(-1, 1)

@@ -60,11 +60,11 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     weights = guidance_weights(points, kinds) if kinds else None  # each point's fit to the kind read
     found = Seeds(np.empty(0, dtype=np.int64))
     scorer, timer = scorer or SelfReferenceScorer(seed=config.seed), ScoringTimer()
+    score = timer.timed(lambda indices: scorer.score_samples(points, indices))
     if gating.budgeted:
         shown = sample(points, config.n_points, config.sampling, seed=config.seed)
-        score = timer.timed(lambda indices: scorer.score_samples(points, indices)) if gating.needs_scorer else None
-        found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights, score)
-    score = timer.timed(lambda indices: scorer.score_samples(points, indices))
+        found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights,
+                             score if gating.needs_scorer else None)
     if gating.budgeted and config.growth == "adaptive":  # half the budget around the seeds, then along hot scores
         core = gating.select(points, found.indices, config.budget / 2, found.scored)
         scored, point_scores = grow_adaptive(points, core, budget_count(len(points), config.budget), score,

@@ -35,12 +35,17 @@ import json
 import time
 from pathlib import Path
 
+import llama_cpp
 import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from agent3d.datasets import load_dataset
 from agent3d.evaluation.guidance import guidance_benchmark
 from agent3d.evaluation.store import EvalConfig
 from agent3d.guidance import KINDS, read_guidance_set, read_kinds, resolve_reader
+from agent3d.llm.llama_cpp import load_llama
 
 NOTE = ('An inspector\'s note says which defects to report on a scanned surface: raised ones (bumps, material above '
         'the surface), sunk ones (pits, dents, material below the surface), or any.\n')
@@ -51,14 +56,10 @@ ORDERS = {"grouped": [(0, "raised"), (1, "raised"), (0, "sunk"), (1, "sunk"), (0
           "interleaved, any first": [(0, "any"), (0, "raised"), (0, "sunk"), (1, "any"), (1, "raised"), (1, "sunk")]}
 
 
-def choice_logprobs(model: str, prompts: list[str]) -> np.ndarray:
+def choice_logprobs(llm, prompts: list[str]) -> np.ndarray:
     """Log-probabilities of the answers `` raised``, `` sunk``, `` any`` as the next token after each prompt,
-    renormalised over the three; ndarray of shape (len(prompts), 3), float64."""
-    import llama_cpp
-
-    from agent3d.llm.llama_cpp import load_llama
-
-    llm, _ = load_llama(llama_cpp.Llama, model, n_ctx=1024, n_batch=1024)
+    renormalised over the three, read by ``llm`` (a ``llama_cpp.Llama``); ndarray of shape (len(prompts), 3),
+    float64."""
     answers = [llm.tokenize(f" {kind}".encode(), add_bos=False, special=False) for kind in KINDS]
     assert all(len(a) == 1 for a in answers), "each answer must be one token"
     rows = []
@@ -68,7 +69,6 @@ def choice_logprobs(model: str, prompts: list[str]) -> np.ndarray:
         last = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
         logits = last.astype(np.float64)[[a[0] for a in answers]]
         rows.append(logits - np.logaddexp.reduce(logits))
-    llm.close()
     return np.array(rows)
 
 
@@ -81,8 +81,7 @@ def choice_readings(model: str, entries) -> tuple[dict[str, list[dict]], dict]:
     """The three choice methods' readings of every entry (:data:`NOTE`, :data:`ASK`, :data:`SHOTS`), and the
     order of the examples, chosen among :data:`ORDERS` by the 6-shot accuracy on the training phrasings that are not
     examples (a few-shot answer leans to the last example's kind)."""
-    from sklearn.linear_model import LogisticRegression
-
+    llm, _ = load_llama(llama_cpp.Llama, model, n_ctx=1024, n_batch=1024)  # one load serves every prompt set
     train = [i for i, e in enumerate(entries) if e.split == "train"]
     first = {kind: [j for j in train if entries[j].kind == kind][:SHOTS] for kind in KINDS}
     fit_on = [i for i in train if i not in sum(first.values(), [])]
@@ -90,10 +89,11 @@ def choice_readings(model: str, entries) -> tuple[dict[str, list[dict]], dict]:
     for name, order in ORDERS.items():
         shots = [first[kind][n] for n, kind in order]
         examples = "".join(ASK.format(entries[i].text) + f" {entries[i].kind}\n\n" for i in shots)
-        few[name] = choice_logprobs(model, [NOTE + "\n" + examples + ASK.format(e.text) for e in entries])
+        few[name] = choice_logprobs(llm, [NOTE + "\n" + examples + ASK.format(e.text) for e in entries])
         accuracy[name] = float(np.mean([KINDS[np.argmax(few[name][i])] == entries[i].kind for i in fit_on]))
     order = max(accuracy, key=accuracy.get)
-    zero = choice_logprobs(model, [NOTE + ASK.format(e.text) for e in entries])
+    zero = choice_logprobs(llm, [NOTE + ASK.format(e.text) for e in entries])
+    llm.close()
     calibration = LogisticRegression(max_iter=5000).fit(few[order][fit_on], [entries[i].kind for i in fit_on])
     return ({"choice, zero-shot": as_kinds(np.exp(zero)), "choice, 6-shot": as_kinds(np.exp(few[order])),
              "choice, 6-shot, calibrated": as_kinds(calibration.predict_proba(few[order]), calibration.classes_)},
@@ -102,10 +102,6 @@ def choice_readings(model: str, entries) -> tuple[dict[str, list[dict]], dict]:
 
 def keyword_readings(entries) -> list[dict]:
     """TF-IDF (words and word pairs) + logistic regression, fitted on the training phrasings."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
     train = [e for e in entries if e.split == "train"]
     model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(max_iter=5000))
     model.fit([e.text for e in train], [e.kind for e in train])
@@ -148,7 +144,7 @@ def main() -> None:
         chosen, figures[f"choice order, {model}"] = choice_readings(model, entries)
         for name, value in chosen.items():
             readings[f"{name}, {model}"] = value
-            figures[f"{name}, {model}"] = reading_figures(entries, value, (time.perf_counter() - start) / 4)
+            figures[f"{name}, {model}"] = reading_figures(entries, value, (time.perf_counter() - start) / (len(ORDERS) + 1))
         print(json.dumps({k: v for k, v in figures.items() if model in k}, indent=1), flush=True)
     run = EvalConfig.model_validate_json((args.run / "config.json").read_text())
     benchmark = guidance_benchmark(args.run, load_dataset(run.dataset), read_guidance_set(args.guidance_set), readings,
