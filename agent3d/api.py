@@ -30,7 +30,8 @@ from agent3d.evaluation.store import EvalConfig, check_config, done_keys, run_lo
 from agent3d.evaluation.summary import summarize
 from agent3d.evaluation.tradeoff import budget_folder, write_tradeoff
 from agent3d.gating import strategy
-from agent3d.guidance import read_guidance_set, resolve_reader
+from agent3d.guidance import resolve_reader
+from agent3d.guidance_sets import read_guidance_set
 from agent3d.io import read_cloud, read_references
 from agent3d.llm import make_backend
 from agent3d.outputs import check_output
@@ -187,9 +188,10 @@ def evaluate(dataset: str | os.PathLike, out: str | os.PathLike, gatings: Sequen
             "budget": config.budget, "version": __version__, "bootstrap": bootstrap},
             n_resamples=bootstrap, seed=config.seed)
         samples = {(s.class_name, s.name): s for s in data.samples}
-        write_report(out, summary, lambda name, sample: samples[(name, sample)].load(remove_plane).points)
-        if guidance:
-            summary["guidance"] = write_guidance(out, data, guidance, readers, run)["runs"]
+        benchmark = write_guidance(out, data, guidance, readers, run) if guidance else None
+        write_report(out, summary, lambda name, sample: samples[(name, sample)].load(remove_plane).points, benchmark)
+        if benchmark:
+            summary["guidance"] = benchmark["runs"]
     return summary
 
 

@@ -1,16 +1,17 @@
 """Guidance that steers detection: the words go to the language model, the geometry to geometry.
 
-A guidance text ("pits are normal; report the bumps") is read by the language model as a text encoder: the mean of
-its per-token states of the text alone (llama.cpp, the frozen model; :meth:`agent3d.llm.states.LineStateReader.
-text_state`), and a linear probe on that state (Alain & Bengio, 2016) says which kind of defect the text asks for:
-``raised``, ``sunk`` or ``any`` — a small validated specification. Geometry then applies it: each point's score is
-weighted by how well its signed displacement (:func:`agent3d.defects.signed_displacement`) fits the kind, so a
-region of the other kind is no longer reported as a defect.
+A guidance text ("pits are normal; report the bumps", "날카로운 모서리는 정상입니다") is read by a language model as a
+text encoder: the states of the last tokens of a fixed note around the text (llama.cpp; :meth:`agent3d.llm.states.
+LineStateReader.text_state`), and linear heads on that state give a defect specification (:class:`agent3d.spec.
+DefectSpec`): the kind of defect asked for (raised / sunk / any), the design features called normal (edges, corners,
+holes) and the size. A reader below its confidence threshold abstains. Geometry then applies it: each point's score
+is weighted by how well its signed displacement (:func:`agent3d.defects.signed_displacement`) fits the kind and by
+whether a normal design feature explains it (:mod:`agent3d.design_features`).
 
-A guidance reader is a folder (``guidance.npz``: ``mean``, ``scale``, ``coef``, ``intercept``; ``guidance.json``:
-base model name and sha256, classes, pooling, the phrasings it was trained on and its held-out accuracy), loaded
-without pickle. Guidance sets (``evaluate --guidance-set``) are TOML files of ``[[guidance]]`` entries with ``text``,
-``kind`` and ``split`` (``train`` / ``held-out``); one ships (:func:`shipped_guidance_set`).
+A guidance reader is a folder (``guidance.npz``: ``mean``, ``scale``, ``coef``, ``intercept`` and, for a reader of
+every field, ``normal_coef`` ... ``size_intercept``; ``guidance.json``: base model name and sha256, classes,
+pooling, the abstention threshold, what it was trained on; optionally ``adapter.gguf``, a LoRA adapter llama.cpp
+applies to the model first), loaded without pickle. Guidance sets: :mod:`agent3d.guidance_sets`.
 """
 
 from __future__ import annotations
@@ -19,81 +20,36 @@ import hashlib
 import json
 import threading
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent3d.base import InputError
 from agent3d.defects import surface_displacement
-from agent3d.file_checks import check_file
+from agent3d.design_features import feature_weights
 from agent3d.llm.base import check_base_model
+from agent3d.guidance_sets import MAX_GUIDANCE_TEXT
+from agent3d.spec import FEATURES, KINDS, SIZES, DefectSpec
 
-KINDS = ("raised", "sunk", "any")
 NOTE = 'An inspector wrote: "{}"\nIn one word, the defects the inspector wants reported are'
 POOLINGS = {"text mean": (None, None), "note, last 8 tokens": (NOTE, 8)}  # template, last tokens averaged
-MAX_GUIDANCE_FILE = 1 << 20  # bytes; a guidance set is a few kilobytes of phrasings
+ARRAYS = ("mean", "scale", "coef", "intercept", "normal_coef", "normal_intercept", "size_coef", "size_intercept")
 SHARPNESS = 1.0  # point spacings of signed displacement over which a point's weight goes from 0.27 to 0.73
 
 
-class GuidanceEntry(BaseModel):
-    """One phrasing of a guidance set."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(min_length=1, max_length=2000)
-    kind: Literal[KINDS]
-    split: Literal["train", "held-out"] = "held-out"
-
-
-class GuidanceSet(BaseModel):
-    """A guidance set: ``[[guidance]]`` entries."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    guidance: list[GuidanceEntry] = Field(min_length=1)
-
-    def of(self, split: str) -> list[GuidanceEntry]:
-        """The entries of ``split`` (``train`` or ``held-out``), in file order."""
-        return [entry for entry in self.guidance if entry.split == split]
-
-
-def shipped_guidance_set() -> Path:
-    """The guidance set shipped with the package (36 raised, 36 sunk and 6 any phrasings, split once, by position,
-    before any training)."""
-    return Path(__file__).resolve().parent / "shipped" / "guidance.toml"
-
-
-def guidance_set_path(path: str | Path) -> Path:
-    """The file a guidance set argument names: ``embedded`` is :func:`shipped_guidance_set`."""
-    return shipped_guidance_set() if str(path) == "embedded" else Path(path)
-
-
-def read_guidance_set(path: str | Path) -> GuidanceSet:
-    """Read and validate a guidance set (a TOML file, or ``embedded``: the shipped one).
+def check_guidance_text(text: str, where: str) -> str:
+    """A guidance text as read: refused when empty or over :data:`MAX_GUIDANCE_TEXT` characters.
 
     Raises
     ------
     InputError
-        A missing or oversized file (over 1 MiB), not TOML, an unknown kind or field, a missing or empty text.
+        Naming ``where`` (the argument or ``@FILE`` as given).
     """
-    import tomllib
-
-    path = check_file(guidance_set_path(path))  # a FIFO or device would block the read
-    try:
-        if path.stat().st_size > MAX_GUIDANCE_FILE:
-            raise InputError(path, f"a guidance set is at most {MAX_GUIDANCE_FILE} bytes")
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(path, f"cannot read the guidance set ({type(error).__name__})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(path, f"not valid TOML ({error})") from None
-    try:
-        return GuidanceSet.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InputError(path, f"{where}: {first['msg']}") from None
+    if not text.strip():
+        raise InputError(where, "the guidance text is empty")
+    if len(text) > MAX_GUIDANCE_TEXT:
+        raise InputError(where, f"the guidance text has {len(text):,} characters; at most {MAX_GUIDANCE_TEXT:,} are "
+                                "read (a note of a few sentences)")
+    return text.strip()
 
 
 class GuidanceReader:
@@ -124,13 +80,13 @@ class GuidanceReader:
     def __init__(self, folder: str | Path | None = None):
         self.folder_ = folder = None if folder is None else Path(folder)
         if folder is None:
+            self.name_, self.adapter_, self.abstain_below_ = "unsaved", None, 0.0
             return
         self.name_ = "embedded" if folder == shipped_reader_dir() else folder.name
         try:
             self.record_ = json.loads((folder / "guidance.json").read_text())
             with np.load(folder / "guidance.npz", allow_pickle=False) as data:
-                self.arrays_ = {key: np.asarray(data[key], dtype=np.float64) for key in ("mean", "scale", "coef",
-                                                                                        "intercept")}
+                self.arrays_ = {key: np.asarray(data[key], dtype=np.float64) for key in ARRAYS if key in data}
             self.classes_ = [str(c) for c in self.record_["classes"]]
             base = self.record_["base_model"]
             if not isinstance(base, dict) or not all(isinstance(base.get(k), str) for k in ("name", "sha256")):
@@ -139,9 +95,32 @@ class GuidanceReader:
                 raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise InputError(folder, f"not a guidance reader ({type(error).__name__}: {str(error)[:100]})") from None
-        coef = self.arrays_["coef"]
-        if coef.shape != (len(self.classes_), len(self.arrays_["mean"])) or not set(self.classes_) <= set(KINDS):
+        coef, width = self.arrays_.get("coef", np.empty((0, 0))), len(self.arrays_.get("mean", ()))
+        shapes = [self.arrays_[f"{field}_coef"].shape for field in ("normal", "size") if f"{field}_coef" in self.arrays_]
+        if coef.shape != (len(self.classes_), width) or not set(self.classes_) <= set(KINDS) \
+                or any(shape != (3, width) for shape in shapes):
             raise InputError(folder, "guidance.npz does not match its classes")
+        adapter = self.record_.get("adapter")
+        self.adapter_ = None if adapter is None else folder / str(adapter)
+        if self.adapter_ is not None and (self.adapter_.name != adapter or not self.adapter_.is_file()):
+            raise InputError(folder, f"its adapter {adapter!r} is not a file in the folder")
+        self.abstain_below_ = float(self.record_.get("abstain_below", 0.0))
+
+    def check_model(self, model: str) -> None:
+        """Refuse a model other than the reader's (an embedded model's name or a GGUF file).
+
+        Raises
+        ------
+        InputError
+            ``model`` is another model, or not a file.
+        """
+        from agent3d.llm.base import file_sha256
+        from agent3d.llm.embedded import model_path
+
+        path = model_path(model)
+        if not path.is_file():
+            raise InputError(path, "no such model file")
+        check_base_model(self.folder_, self.record_["base_model"], path.name, file_sha256([path]))
 
     def fit(self, states: np.ndarray, kinds: list[str], strength: float = 1.0, seed: int = 0) -> "GuidanceReader":
         """Fit the probe (multinomial logistic regression on standardised states).
@@ -170,21 +149,36 @@ class GuidanceReader:
         if len(self.classes_) == 2:  # scikit-learn keeps one row for two classes
             coef, intercept = np.vstack([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
         self.arrays_ = {"mean": mean, "scale": scale, "coef": coef, "intercept": intercept}
-        self.record_ = {"classes": self.classes_}
+        self.record_, self.adapter_, self.abstain_below_ = {"classes": self.classes_}, None, 0.0
         return self
 
-    def predict_proba(self, states: np.ndarray) -> np.ndarray:
-        """Probability of each kind; ndarray of shape (n_texts, len(classes_)), float64."""
-        logits = ((np.atleast_2d(states) - self.arrays_["mean"]) / self.arrays_["scale"]) @ self.arrays_["coef"].T \
-            + self.arrays_["intercept"]
+    def predict_proba(self, states: np.ndarray, field: str = "kind") -> np.ndarray:
+        """Probability of each value of ``field``: ``kind`` (ndarray of shape (n_texts, len(classes_))), ``size``
+        (n_texts, 3: :data:`agent3d.spec.SIZES`), both softmax; ``normal`` (n_texts, 3: :data:`agent3d.spec.
+        FEATURES`), one sigmoid each; float64."""
+        prefix = "" if field == "kind" else f"{field}_"
+        logits = ((np.atleast_2d(states) - self.arrays_["mean"]) / self.arrays_["scale"]) \
+            @ self.arrays_[f"{prefix}coef"].T + self.arrays_[f"{prefix}intercept"]
+        if field == "normal":
+            return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
         logits -= logits.max(axis=1, keepdims=True)
         weights = np.exp(logits)
         return weights / weights.sum(axis=1, keepdims=True)
 
-    def read(self, reader, text: str) -> dict[str, float]:
-        """The probability of each kind for one guidance text, read by ``reader`` (a
-        :class:`agent3d.llm.states.LineStateReader` of the model this probe was trained on) with the recorded
-        pooling.
+    def spec(self, state: np.ndarray) -> DefectSpec:
+        """The specification of one pooled state (ndarray of shape (n_embd,)): every field this reader has heads
+        for (a kind-only probe reads no normal feature and any size), abstaining below its threshold."""
+        kind = dict(zip(self.classes_, (float(p) for p in self.predict_proba(state)[0])))
+        kind = {k: kind.get(k, 0.0) for k in KINDS}
+        normal = dict(zip(FEATURES, (float(p) for p in self.predict_proba(state, "normal")[0]))) \
+            if "normal_coef" in self.arrays_ else {}
+        size = dict(zip(SIZES, (float(p) for p in self.predict_proba(state, "size")[0]))) \
+            if "size_coef" in self.arrays_ else {}
+        return DefectSpec.from_probabilities(kind, normal, size, self.name_, self.abstain_below_)
+
+    def read(self, reader, text: str) -> DefectSpec:
+        """The specification of one guidance text, read by ``reader`` (a :class:`agent3d.llm.states.LineStateReader`
+        of the model this probe was trained on, its adapter applied) with the recorded pooling.
 
         Raises
         ------
@@ -192,8 +186,7 @@ class GuidanceReader:
             ``reader`` holds another model than the probe was trained on.
         """
         check_base_model(self.folder_, self.record_["base_model"], reader.model, reader.sha256)
-        probabilities = self.predict_proba(pooled_state(reader, text, self.record_["pooling"]))[0]
-        return {kind: float(p) for kind, p in zip(self.classes_, probabilities)}
+        return self.spec(pooled_state(reader, text, self.record_["pooling"]))
 
     def predict(self, states: np.ndarray) -> list[str]:
         """The most likely kind of each text."""
@@ -242,11 +235,12 @@ def resolve_reader(value: str | None) -> "GuidanceReader | None":
 
 _MODELS: dict = {}
 _DISPLACEMENT: dict = {}
+_FEATURES: dict = {}
 _READING = threading.Lock()  # one llama.cpp context per model, used by one thread at a time
 
 
-def read_kinds(reader: "GuidanceReader", text: str) -> dict[str, float]:
-    """The kind probabilities ``reader`` reads from ``text``, its model loaded once per process.
+def read_spec(reader: "GuidanceReader", text: str) -> DefectSpec:
+    """The specification ``reader`` reads from ``text``, its model (and adapter) loaded once per process.
 
     Raises
     ------
@@ -258,10 +252,11 @@ def read_kinds(reader: "GuidanceReader", text: str) -> dict[str, float]:
     from agent3d.llm.states import LineStateReader
 
     base = reader.record_["base_model"]
+    key = (base["sha256"], str(reader.adapter_))
     with _READING:
-        if base["sha256"] not in _MODELS:
-            _MODELS[base["sha256"]] = LineStateReader(base.get("model"), n_ctx=2048)
-        return reader.read(_MODELS[base["sha256"]], text)
+        if key not in _MODELS:
+            _MODELS[key] = LineStateReader(base.get("model"), n_ctx=2048, lora=reader.adapter_)
+        return reader.read(_MODELS[key], text)
 
 
 def guidance_weights(points: np.ndarray, kinds: dict[str, float]) -> np.ndarray:
@@ -279,6 +274,38 @@ def guidance_weights(points: np.ndarray, kinds: dict[str, float]) -> np.ndarray:
     """
     displacement = cloud_displacement(points)
     return sum(p * kind_weights(displacement, kind) for kind, p in kinds.items())
+
+
+def spec_weights(points: np.ndarray, spec: DefectSpec) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each point's fit to a specification: :func:`guidance_weights` of its kinds times the design features'
+    weights (:func:`agent3d.design_features.feature_weights`: explained points low), and the features' part alone;
+    each None when it asks nothing (kind ``any`` or abstained; no feature): detection stays text-blind.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    spec : DefectSpec
+
+    Returns
+    -------
+    weights, features : ndarray of shape (n_points,), float64, in (0, 1], or None
+    """
+    kinds = spec.kinds()
+    features = cloud_feature_weights(points, spec.normal) if spec.normal else None
+    if kinds.get("any", 0.0) == 1.0:
+        return features, features
+    weights = guidance_weights(points, kinds)
+    return (weights if features is None else weights * features), features
+
+
+def cloud_feature_weights(points: np.ndarray, features: list[str]) -> np.ndarray:
+    """:func:`agent3d.design_features.feature_weights` of ``points``, the last cloud's kept per feature list;
+    ndarray of shape (n_points,), float64."""
+    key = (hashlib.sha1(np.ascontiguousarray(points).tobytes()).hexdigest(), tuple(sorted(features)))
+    with _READING:
+        if _FEATURES.get("key") != key:
+            _FEATURES.update(key=key, value=feature_weights(points, list(features)))
+        return _FEATURES["value"]
 
 
 def cloud_displacement(points: np.ndarray) -> np.ndarray:

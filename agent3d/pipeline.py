@@ -1,8 +1,8 @@
 """One cloud through the whole flow: sample, seed (ask the model, or a baseline rule; :mod:`agent3d.gating`), gate
 (grow the scored set from the seeds: :mod:`agent3d.growth`), score, propagate. With ``--guidance`` and a guidance
-reader, the words are read as a kind of defect first (:mod:`agent3d.guidance`): each point's fit to it steers the
-seeds of a gating that follows guidance (:attr:`agent3d.gating.Gating.follows_guidance`) and then weights its
-score."""
+reader, the words are read into a defect specification first (:mod:`agent3d.guidance`, :mod:`agent3d.spec`): each
+point's fit to it (the kind asked for; not a design feature called normal) steers the seeds of a gating that follows
+guidance (:attr:`agent3d.gating.Gating.follows_guidance`) and then weights its score."""
 
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ from agent3d.config import DetectConfig
 from agent3d.gating import Seeds, budget_count, strategy
 from agent3d.geometry import CloudContext
 from agent3d.growth import grow_adaptive
-from agent3d.guidance import guided_scores, guidance_weights, read_kinds, resolve_reader
+from agent3d.guidance import guided_scores, read_spec, resolve_reader, spec_weights
 from agent3d.llm.base import Backend
 from agent3d.sampling import sample
+from agent3d.spec import DefectSpec
 from agent3d.scoring import Scorer, SelfReferenceScorer, object_score, propagate
 
 
 def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = None,
-           scorer: Scorer | None = None, kinds: dict[str, float] | None = None) -> Detection:
+           scorer: Scorer | None = None, spec: DefectSpec | None = None) -> Detection:
     """Run the pipeline on one cloud.
 
     Parameters
@@ -34,10 +35,10 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         (:class:`agent3d.llm.head.HeadBackend`) reads the model's states instead of asking it.
     scorer : Scorer, optional
         A fitted scorer (:func:`agent3d.scoring.build_scorer`); the self-reference scorer by default.
-    kinds : dict of str to float, optional
-        The kind probabilities of ``config.guidance`` already read (:func:`agent3d.guidance.read_kinds`; the
-        guidance benchmark reads each phrasing once), or a kind given outright (``{"raised": 1.0}``); by default
-        ``config.guidance_reader`` reads ``config.guidance``.
+    spec : DefectSpec, optional
+        The specification of ``config.guidance`` already read (:func:`agent3d.guidance.read_spec`; the guidance
+        benchmark reads each phrasing once), or one given outright (:meth:`agent3d.spec.DefectSpec.given`); by
+        default ``config.guidance_reader`` reads ``config.guidance``.
 
     Returns
     -------
@@ -55,16 +56,16 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     """
     start = time.perf_counter()
     points, gating = cloud.points, strategy(config.gating)
-    reader = resolve_reader(config.guidance_reader) if config.guidance and kinds is None else None
-    kinds = read_kinds(reader, config.guidance) if reader is not None else kinds
-    weights = guidance_weights(points, kinds) if kinds else None  # each point's fit to the kind read
+    reader = resolve_reader(config.guidance_reader) if config.guidance and spec is None else None
+    spec = read_spec(reader, config.guidance) if reader is not None else spec
+    weights, features = spec_weights(points, spec) if spec else (None, None)  # each point's fit to the spec
     found = Seeds(np.empty(0, dtype=np.int64))
     scorer, timer = scorer or SelfReferenceScorer(seed=config.seed), ScoringTimer()
     score = timer.timed(lambda indices: scorer.score_samples(points, indices))
     if gating.budgeted:
         shown = sample(points, config.n_points, config.sampling, seed=config.seed)
         found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights,
-                             score if gating.needs_scorer else None)
+                             score if gating.needs_scorer else None, features)
     if gating.budgeted and config.growth == "adaptive":  # half the budget around the seeds, then along hot scores
         core = gating.select(points, found.indices, config.budget / 2, found.scored)
         scored, point_scores = grow_adaptive(points, core, budget_count(len(points), config.budget), score,
@@ -79,7 +80,9 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     scores, guidance = propagate(len(cloud), scored, point_scores), None
     if weights is not None:  # every scored point weighted by its fit to the kind read
         scores = guided_scores(scores, mask, weights)
-        point_scores, guidance = scores[scored], {"reader": reader.name_ if reader else "given", "kinds": kinds}
+        point_scores = scores[scored]
+    if spec is not None:
+        guidance = {"reader": spec.reader, "kinds": spec.kinds(), "spec": spec.summary()}
     return Detection(
         object_score=object_score(point_scores, config.object_score, config.topk),
         scores=scores, scored=mask, suspects=found.suspects, guidance=guidance,

@@ -14,6 +14,7 @@ import numpy as np
 from agent3d.cloud import Detection, PointCloud
 from agent3d.config import DetectConfig
 from agent3d.defects import region_kinds
+from agent3d.spec import DefectSpec
 from agent3d.evaluation.metrics import GroundTruth, auroc
 from agent3d.gating import TO_BEAT, strategy
 from agent3d.pipeline import detect
@@ -51,10 +52,11 @@ def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) 
                 "regions_hit": hit if strategy(found.gating).budgeted else None,
                 "regions": total}
 
-    table, kinds = {result.gating: figures(result)}, result.guidance["kinds"] if result.guidance else None
+    table = {result.gating: figures(result)}
+    spec = DefectSpec.model_validate(result.guidance["spec"]) if result.guidance else None
     for gating in BASELINES:  # the guidance as the run read it, not read again
         if gating not in table:
-            table[gating] = figures(detect(cloud, config.model_copy(update={"gating": gating}), None, scorer, kinds))
+            table[gating] = figures(detect(cloud, config.model_copy(update={"gating": gating}), None, scorer, spec))
     if result.guidance:
         for gating in BASELINES:
             blind = config.model_copy(update={"gating": gating, "guidance": ""})
@@ -70,7 +72,7 @@ def matched_labels(points: np.ndarray, labels: np.ndarray, kinds: dict[str, floa
     points : ndarray of shape (n_points, 3), float64
     labels : ndarray of shape (n_points,), {0, 1}
     kinds : dict of str to float
-        Kind probabilities (:func:`agent3d.guidance.read_kinds`).
+        Kind probabilities (:meth:`agent3d.spec.DefectSpec.kinds`).
 
     Returns
     -------

@@ -32,7 +32,7 @@ import numpy as np
 from agent3d.datasets import load_dataset
 from agent3d.defects import region_kinds
 from agent3d.evaluation.metrics import auroc
-from agent3d.guidance import read_guidance_set
+from agent3d.guidance_sets import read_guidance_set
 from agent3d.llm.states import LineStateReader
 from agent3d.prompts import load_prompt
 from agent3d.tuning.heads import fit_head

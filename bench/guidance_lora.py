@@ -27,7 +27,9 @@ from guidance_methods import as_kinds, reading_figures
 from agent3d.datasets import load_dataset
 from agent3d.evaluation.guidance import guidance_benchmark
 from agent3d.evaluation.store import EvalConfig
-from agent3d.guidance import KINDS, NOTE, read_guidance_set
+from agent3d.guidance import NOTE
+from agent3d.guidance_sets import read_guidance_set
+from agent3d.spec import KINDS
 from agent3d.llm.transformers import load_base, model_identity
 
 LAST, RANK, EPOCHS, BATCH, ADAPTER_RATE, HEAD_RATE = 8, 8, 15, 4, 5e-4, 5e-3

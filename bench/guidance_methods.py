@@ -44,7 +44,9 @@ from sklearn.pipeline import make_pipeline
 from agent3d.datasets import load_dataset
 from agent3d.evaluation.guidance import guidance_benchmark
 from agent3d.evaluation.store import EvalConfig
-from agent3d.guidance import KINDS, read_guidance_set, read_kinds, resolve_reader
+from agent3d.guidance import read_spec, resolve_reader
+from agent3d.guidance_sets import read_guidance_set
+from agent3d.spec import KINDS
 from agent3d.llm.llama_cpp import load_llama
 
 NOTE = ('An inspector\'s note says which defects to report on a scanned surface: raised ones (bumps, material above '
@@ -138,7 +140,7 @@ def main() -> None:
     for pair in args.model:
         model, reader = pair.split("=", 1)
         start = time.perf_counter()
-        readings[f"probe, {model}"] = [read_kinds(resolve_reader(reader), e.text) for e in entries]
+        readings[f"probe, {model}"] = [read_spec(resolve_reader(reader), e.text).probabilities.kind for e in entries]
         figures[f"probe, {model}"] = reading_figures(entries, readings[f"probe, {model}"], time.perf_counter() - start)
         start = time.perf_counter()
         chosen, figures[f"choice order, {model}"] = choice_readings(model, entries)

@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 from agent3d.cli import app
 from agent3d.config import DetectConfig
 from agent3d.defects import region_kinds, signed_displacement
-from agent3d.guidance import GuidanceReader, guided_scores, kind_weights, read_guidance_set, shipped_guidance_set
+from agent3d.guidance import GuidanceReader, guided_scores, kind_weights
+from agent3d.guidance_sets import read_guidance_set, shipped_guidance_set
 from agent3d.io import read_cloud
 from agent3d.pipeline import detect
+from agent3d.spec import DefectSpec
 from agent3d.synth import DefectParams, plant
 from conftest import wavy_surface
 
@@ -110,11 +112,15 @@ def test_a_text_blind_gating_has_flip_auroc_exactly_one_half_and_the_given_kind_
     # a gated run scores the regions of the other kind too; the given kind takes them out of its answer
     blind = rows["saliency"]["held-out"]
     assert rows["saliency + kind given"]["held-out"]["matched_p_auroc"] > blind["matched_p_auroc"]
-    # the learned seeds follow the kind (the cloud is detected again); the rule's and all's have nothing to follow
+    # the learned seeds follow the kind (the cloud is detected again); the rule's only a design feature called
+    # normal (none here: the same seeds); all's have nothing to follow
     steered, unsteered = rows["learned + kind given"]["held-out"], rows["learned + kind given, blind seeds"]["held-out"]
     assert steered["matched_suspect_recall"] > unsteered["matched_suspect_recall"]
     assert unsteered["matched_suspect_recall"] == rows["learned"]["held-out"]["matched_suspect_recall"]
-    assert "saliency + kind given, blind seeds" not in rows and "all + kind given, blind seeds" not in rows
+    same, stored = rows["saliency + kind given"]["held-out"], rows["saliency + kind given, blind seeds"]["held-out"]
+    assert same["matched_suspect_recall"] == stored["matched_suspect_recall"]
+    assert same["matched_p_auroc"] == pytest.approx(stored["matched_p_auroc"], abs=1e-5)  # stored float32 scores
+    assert "all + kind given, blind seeds" not in rows
     assert "flip AUROC" in result.stdout
 
 
@@ -123,14 +129,14 @@ def test_the_kind_read_steers_the_learned_seeds_to_its_own_regions_and_leaves_th
     regions, defects = region_kinds(cloud.points, cloud.labels)
     kinds = np.array(["", *[d.kind for d in defects]])[regions + 1]
     rule = DetectConfig(gating="saliency", n_points=64)
-    assert np.array_equal(detect(cloud, rule, kinds={"raised": 1.0}).seeds, detect(cloud, rule).seeds)
+    assert np.array_equal(detect(cloud, rule, spec=DefectSpec.given("raised")).seeds, detect(cloud, rule).seeds)
     config = DetectConfig(gating="learned", n_points=64)
     blind = kinds[detect(cloud, config).seeds]
     for asked, other in (("raised", "sunk"), ("sunk", "raised")):
-        steered = kinds[detect(cloud, config, kinds={asked: 1.0}).seeds]
+        steered = kinds[detect(cloud, config, spec=DefectSpec.given(asked)).seeds]
         assert np.sum(steered == other) < np.sum(blind == other)
         assert np.sum(steered == asked) >= np.sum(blind == asked)
-    assert np.array_equal(detect(cloud, config, kinds={"any": 1.0}).seeds, detect(cloud, config).seeds)
+    assert np.array_equal(detect(cloud, config, spec=DefectSpec.given("any")).seeds, detect(cloud, config).seeds)
 
 
 def test_a_guidance_reader_reads_the_same_twice_and_never_unpickles(tmp_path):

@@ -12,6 +12,7 @@ from agent3d.cli.common import OneLineUsageErrors, readable_metavars
 from agent3d.cli.data import render, synth
 from agent3d.cli.detect import detect
 from agent3d.cli.evaluate import evaluate
+from agent3d.cli.guidance import guidance_app
 from agent3d.cli.system import doctor, models
 from agent3d.cli.tune import tune
 
@@ -55,8 +56,9 @@ def main(version: bool = typer.Option(False, "--version", callback=show_version,
 
 for command in (detect, evaluate, tune, synth, render, models, doctor):
     app.command(epilog=epilog(command.__name__))(readable_metavars(command))
-for sub_app in (prompts_app, runs_app):
+for sub_app in (prompts_app, runs_app, guidance_app):
     for info in sub_app.registered_commands:
         info.callback = readable_metavars(info.callback)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(runs_app, name="runs")
+app.add_typer(guidance_app, name="guidance")

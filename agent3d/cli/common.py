@@ -290,6 +290,8 @@ def read_guidance(text: str) -> str:
         return text.strip()
     if Path(text[1:]).exists():
         check_file(text[1:])  # a FIFO or device would block the read
+        if Path(text[1:]).stat().st_size > 1 << 20:
+            raise InputError(text[1:], "a guidance file is at most 1 MiB (a note of a few sentences)")
     try:
         return Path(text[1:]).read_text().strip()
     except (OSError, UnicodeDecodeError) as error:

@@ -17,6 +17,7 @@ from agent3d.config import BackendConfig, DetectConfig
 from agent3d.file_checks import check_folder
 from agent3d.io import read_cloud, read_gt
 from agent3d.outputs import check_output, write_json, write_ply
+from agent3d.spec import DefectSpec
 
 
 def load_input(file: Path, gt: Path | None) -> PointCloud:
@@ -72,11 +73,10 @@ def detect(
         zero_shot = result.backend == "llama-cpp" and adapter is None  # the embedded model, asked to answer
         print_detection(result, cloud, zero_shot=zero_shot)
         if result.guidance:
-            kinds = ", ".join(f"{kind} {p:.2f}" for kind, p in sorted(result.guidance["kinds"].items(),
-                                                                      key=lambda item: -item[1]))
-            typer.echo(f"guidance read by the {result.guidance['reader']} reader as {kinds}; every score weighted by "
-                       "its point's fit to it (README, 'Guidance'; the verdict judges the most likely kind's regions)",
-                       err=True)
+            spec = DefectSpec.model_validate(result.guidance["spec"])
+            follow = ("nothing steered: the run is text-blind" if spec.abstained and not spec.normal else
+                      "every score weighted by its point's fit to it; the verdict judges the regions of the kind read")
+            typer.echo(f"guidance: {spec.line()}; {follow} (docs: Guidance)", err=True)
         elif config.guidance:
             typer.echo("guidance: shown to the model in the prompt only (--guidance-reader none)", err=True)
         if table:

@@ -49,8 +49,8 @@ def tune(
     with exit_codes():
         config = config_from(TuneConfig, options)
     method, minutes, steps, seed = config.method, config.minutes, config.steps, config.seed
-    if method == "guidance":
-        return _tune_guidance(dataset, out, model, seed)
+    if method in ("guidance", "guidance-lora"):
+        return _tune_guidance(method, dataset, out, model, seed)
     if method in LINES:
         return _tune_probe(method, dataset, out, val, model, prompt, prompts_dir, n_points, samplings, guidance,
                            max_suspects, seed, config, device.value, resume or minutes is not None)
@@ -96,15 +96,27 @@ def _tune_probe(method: str, dataset: list[Path], out: Path, val: list[Path], mo
                         f"({record['examples_val']} held-out prompts)")
 
 
-def _tune_guidance(dataset: list[Path], out: Path, model, seed: int) -> None:
-    """``--method guidance``: a guidance reader trained on the train phrasings of one guidance set (``embedded``:
-    the shipped one); its held-out accuracy at the end."""
-    from agent3d.tuning.guidance import tune_guidance
-
+def _tune_guidance(method: str, dataset: list[Path], out: Path, model, seed: int) -> None:
+    """``--method guidance``: a probe guidance reader on the train phrasings of one guidance set (``embedded``: the
+    shipped one), or on generated phrasings (``generated``); ``--method guidance-lora``: LoRA and heads trained
+    through the model on generated phrasings."""
+    say = Console(stderr=True).print
     with exit_codes():
-        if len(dataset) != 1:
-            raise InputError("--method guidance", "takes one guidance set (a TOML file, or 'embedded')")
-        record = tune_guidance(dataset[0], out, model, seed=seed, on_progress=Console(stderr=True).print)
+        if len(dataset) != 1 or (method == "guidance-lora" and str(dataset[0]) != "generated"):
+            raise InputError(f"--method {method}", "takes one guidance set (a TOML file, 'embedded', or 'generated': "
+                                                   "phrasings of agent3d.guidance_corpus; guidance-lora: 'generated')")
+        if str(dataset[0]) == "generated":
+            from agent3d.tuning.probe_reader import tune_probe_reader
+            from agent3d.tuning.reader import tune_reader
+
+            train = tune_reader if method == "guidance-lora" else tune_probe_reader
+            record = train(out, model or "gemma-3-270m", seed=seed, on_progress=say)
+            Console().print(f"wrote {out} ({method} reader on {record['base_model']['name']}, abstains below "
+                            f"{record['abstain_below']}, {record['seconds']:.0f} s)")
+            return
+        from agent3d.tuning.guidance import tune_guidance
+
+        record = tune_guidance(dataset[0], out, model, seed=seed, on_progress=say)
     Console().print(f"wrote {out} (guidance reader on {record['base_model']['name']}, {record['pooling']}, "
                     f"C = {record['C']}, {record['seconds']:.0f} s): held-out accuracy {_figure(record['held_out_accuracy'])}"
                     f" on {record['held_out_phrasings']} phrasings")

@@ -35,12 +35,15 @@ from scipy.stats import bootstrap, permutation_test
 from agent3d.datasets import Dataset
 from agent3d.defects import region_kinds
 from agent3d.evaluation.metrics import auroc, region_radius, suspect_recall
+from agent3d.evaluation.guidance_report import heatmaps
 from agent3d.evaluation.runner import class_scorer, sample_references
 from agent3d.evaluation.store import EvalConfig, read_lines
 from agent3d.evaluation.summary import run_name
 from agent3d.gating import strategy
-from agent3d.guidance import (KINDS, GuidanceEntry, GuidanceReader, GuidanceSet, cloud_displacement, guided_scores,
-                              kind_weights, read_kinds, resolve_reader)
+from agent3d.guidance import (GuidanceReader, cloud_displacement, cloud_feature_weights, guided_scores, kind_weights,
+                              read_spec, resolve_reader)
+from agent3d.guidance_sets import GuidanceEntry, GuidanceSet
+from agent3d.spec import KINDS, DefectSpec
 from agent3d.outputs import write_json
 from agent3d.pipeline import detect
 
@@ -66,12 +69,21 @@ def write_guidance(out: Path, dataset: Dataset, guidance_set: GuidanceSet, reade
                    run: EvalConfig) -> dict:
     """Read every entry with every reader (its model through llama.cpp), then write :func:`guidance_benchmark`'s
     figures to ``out/guidance.json`` (with the entries and each reader's kind probabilities) and return them."""
-    readings = {name: [read_kinds(reader, entry.text) for entry in guidance_set.guidance]
+    readings = {name: [read_spec(reader, entry.text) for entry in guidance_set.guidance]
                 for name, reader in readers.items()}
     figures = guidance_benchmark(out, dataset, guidance_set, readings, run)
-    figures["entries"] = [{**entry.model_dump(), **{f"p_{name}": readings[name][i] for name in readings}}
+    figures["readers"] = {name: reading_accuracy(guidance_set.guidance, specs) for name, specs in readings.items()}
+    figures["entries"] = [{**entry.model_dump(), **{f"p_{name}": readings[name][i].probabilities.kind
+                                                    for name in readings},
+                           **{f"spec_{name}": readings[name][i].summary() for name in readings}}
                           for i, entry in enumerate(guidance_set.guidance)]
     write_json(out / "guidance.json", figures)
+    records = [r for r in read_lines(out) if not r.get("failed")]
+    if records:  # one cloud text-blind and under each kind, for the report
+        first = next(s for s in dataset.samples if (s.class_name, s.name) == (records[0]["class"],
+                                                                               records[0]["sample"]))
+        points = first.load(run.remove_plane).points
+        figures["pictures"] = [str(p) for p in heatmaps(out, records[0], points, cloud_displacement(points))]
     return figures
 
 
@@ -87,8 +99,9 @@ def guidance_benchmark(out: Path, dataset: Dataset, guidance_set: GuidanceSet, r
         Its dataset (the clouds are read again for their geometry, and gated and scored again under each entry for
         the rules that follow guidance).
     guidance_set : GuidanceSet
-    readings : dict of str to list of dict
-        Per guidance reader name, the kind probabilities it read from each entry of ``guidance_set`` (in order).
+    readings : dict of str to list of DefectSpec or dict
+        Per guidance reader name, the specification it read from each entry of ``guidance_set`` (in order), or
+        only its kind probabilities.
     run : EvalConfig
         The evaluation's configuration (scorer, references, sampling, seed).
 
@@ -99,8 +112,9 @@ def guidance_benchmark(out: Path, dataset: Dataset, guidance_set: GuidanceSet, r
         "matched_suspect_recall", "n_points", "n_clouds"}}}}``.
     """
     records = [r for r in read_lines(out) if not r.get("failed")]
-    readings = {**{f"guidance {name}": p for name, p in readings.items()},
-                "kind given": [{entry.kind: 1.0} for entry in guidance_set.guidance]}
+    readings = {**{f"guidance {name}": [as_spec(r, name) for r in p] for name, p in readings.items()},
+                "kind given": [DefectSpec.given(entry.kind, entry.normal, entry.size)
+                               for entry in guidance_set.guidance]}
     entries, per_row = guidance_set.guidance, {}
     runs = sorted({(r["gating"], r.get("prompt")) for r in records}, key=str)
     for sample in dataset.samples:  # cloud by cloud: its geometry and its scorer serve every row
@@ -155,30 +169,58 @@ def _cloud_run(out: Path, record: dict, truth: dict) -> dict:
         scores = data["scores"].astype(np.float64)  # runs written before the mask was stored: every point counts
         scored = data["scored"].astype(bool) if "scored" in data.files else np.ones(len(scores), dtype=bool)
     return {"kinds": truth["kinds"], "weights": truth["weights"], "scores": scores, "scored": scored,
-            "hits": _hits(truth, record.get("seeds"))}
+            "hits": _hits(truth, record.get("seeds")), "points": truth["cloud"].points}
 
 
-def _weighted(cloud: dict, entries: list[GuidanceEntry], probabilities: list[dict] | None) -> tuple:
-    """A stored run under every entry: its scores (weighted by the kinds read, when there are) and its seeds' hits
-    of the entry's kind; ``(kinds, {entry: scores}, {entry: (hit, total)})``."""
+def _weighted(cloud: dict, entries: list[GuidanceEntry], specs: list[DefectSpec] | None) -> tuple:
+    """A stored run under every entry: its scores (weighted by the specification read, when there is one) and its
+    seeds' hits of the entry's kind; ``(kinds, {entry: scores}, {entry: (hit, total)})``."""
     scores, weights = cloud["scores"], cloud["weights"]
-    guided = {i: scores if probabilities is None else guided_scores(scores, cloud["scored"], sum(
-        p * weights[kind] for kind, p in probabilities[i].items())) for i in range(len(entries))}
+
+    def fit(spec: DefectSpec) -> np.ndarray:
+        kind = sum(p * weights[k] for k, p in spec.kinds().items())
+        return kind * cloud_feature_weights(cloud["points"], spec.normal) if spec.normal else kind
+
+    guided = {i: scores if specs is None else guided_scores(scores, cloud["scored"], fit(specs[i]))
+              for i in range(len(entries))}
     return cloud["kinds"], guided, {i: cloud["hits"][entry.kind] for i, entry in enumerate(entries)}
 
 
-def _steered(truth: dict, gating: str, entries: list[GuidanceEntry], probabilities: list[dict], scorer: "_Kept",
+def _steered(truth: dict, gating: str, entries: list[GuidanceEntry], specs: list[DefectSpec], scorer: "_Kept",
              run: EvalConfig) -> tuple:
-    """One cloud detected again under every entry, as ``detect --guidance`` would with the kinds read
+    """One cloud detected again under every entry, as ``detect --guidance`` would with the specification read
     (:func:`agent3d.pipeline.detect`); entries (of any row) that steer to the same seeds are scored once. Like
     :func:`_weighted`."""
     config = run.detect.model_copy(update={"gating": gating})
     guided, hits = {}, {}
-    for i, kinds in enumerate(probabilities):
-        found = detect(truth["cloud"], config, None, scorer, kinds=kinds)
+    for i, spec in enumerate(specs):
+        found = detect(truth["cloud"], config, None, scorer, spec=spec)
         guided[i] = found.scores
         hits[i] = _hits(truth, found.seeds)[entries[i].kind]
     return truth["kinds"], guided, hits
+
+
+def as_spec(reading: DefectSpec | dict, reader: str) -> DefectSpec:
+    """A reading as a specification: a kind-probability dict (``{"raised": 0.7, ...}``) becomes one with no normal
+    feature and any size."""
+    if isinstance(reading, DefectSpec):
+        return reading
+    kinds = {k: float(reading.get(k, 0.0)) for k in KINDS}
+    return DefectSpec.from_probabilities(kinds, {}, {}, reader)
+
+
+def reading_accuracy(entries: list[GuidanceEntry], specs: list[DefectSpec]) -> dict:
+    """A reader's accuracy per field and language on a guidance set: ``{LANGUAGE: {"kind", "normal", "size",
+    "abstained", "n"}}`` (kind: the specification's kind equals the entry's; normal: the same set of features; size:
+    the same size; abstained: the share read as not understood), plus ``"all"``."""
+    groups = {"all": list(range(len(entries)))}
+    for i, entry in enumerate(entries):
+        groups.setdefault(entry.language, []).append(i)
+    return {language: {"kind": float(np.mean([specs[i].kind == entries[i].kind for i in rows])),
+                       "normal": float(np.mean([specs[i].normal == sorted(entries[i].normal) for i in rows])),
+                       "size": float(np.mean([specs[i].size == entries[i].size for i in rows])),
+                       "abstained": float(np.mean([specs[i].abstained for i in rows])), "n": len(rows)}
+            for language, rows in groups.items()}
 
 
 class _Kept:

@@ -12,6 +12,7 @@ import jinja2
 import markupsafe
 import numpy as np
 
+from agent3d.evaluation import guidance_report
 from agent3d.evaluation.metrics import auroc
 from agent3d.evaluation.summary import (COLUMNS, INTERVAL_COLUMNS, comparison_lines, interval_rows, read_records,
                                         run_name, table_rows)
@@ -19,10 +20,12 @@ from agent3d.outputs import atomic_write, write_json, write_text
 from agent3d.viz import render
 
 
-def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.ndarray] | None = None) -> None:
+def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.ndarray] | None = None,
+                 guidance: dict | None = None) -> None:
     """Write ``summary.json``, ``report.md`` (the table), ``roc.png`` (pooled ROC per run) and, when
     ``load_points(class, sample)`` can give the clouds back, renders of the best, median and worst sample of
-    each class and a self-contained ``report.html``."""
+    each class and a self-contained ``report.html``; with ``guidance`` (the guidance benchmark's figures,
+    :func:`agent3d.evaluation.guidance.write_guidance`), its tables and heatmaps in both reports."""
     out = Path(out)
     write_json(out / "summary.json", summary)
     header = "| run | " + " | ".join(title for _, title in COLUMNS) + " |"
@@ -43,11 +46,14 @@ def write_report(out: Path, summary: dict, load_points: Callable[[str, str], np.
     if summary.get("n_failed"):
         lines += [f"## {summary['n_failed']} runs failed (not in the metrics)", "",
                   *[f"- `{f['key']}`: {f['reason']}" for f in summary["failures"]], ""]
+    pictures = [Path(p) for p in (guidance or {}).get("pictures", [])]
+    if guidance:
+        lines += guidance_report.markdown(guidance, pictures)
     write_text(out / "report.md", "\n".join(lines))
     plot_roc(out, summary)
     if load_points is not None:
         examples = render_examples(out, summary, load_points)
-        write_html(out, summary, examples)
+        write_html(out, summary, examples, guidance, pictures)
 
 
 def plot_roc(out: Path, summary: dict) -> None:
@@ -111,10 +117,11 @@ def _render_one(out: Path, render, load_points, run: str, name: str, tag: str, v
             "points": points if interactive else None, "scores": arrays["scores"] if interactive else None}
 
 
-def write_html(out: Path, summary: dict, examples: list[dict]) -> Path:
+def write_html(out: Path, summary: dict, examples: list[dict], guidance: dict | None = None,
+               pictures: list[Path] = ()) -> Path:
     """``out/report.html`` from the ``report.html.j2`` template: the table, the ROC curves and the renders,
     images inlined (readable offline); with plotly installed (the ``viz`` extra), an interactive 3D view of
-    each class's median sample."""
+    each class's median sample; with ``guidance``, the guidance benchmark's tables and heatmaps."""
     def image(path: Path) -> str:
         return f"data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()}"
 
@@ -125,7 +132,11 @@ def write_html(out: Path, summary: dict, examples: list[dict]) -> Path:
         interval_rows=interval_rows(summary), comparisons=comparison_lines(summary),
         examples=[{**e, "image": image(e["path"]), "name": Path(e["path"]).name,
                    "interactive": markupsafe.Markup(_interactive(e["points"], e["scores"]))
-                   if e["points"] is not None else ""} for e in examples])
+                   if e["points"] is not None else ""} for e in examples],
+        guidance_titles=guidance_report.TITLES, guidance_rows=guidance_report.table_rows(guidance["runs"])
+        if guidance else [], reader_titles=guidance_report.READER_TITLES,
+        reader_rows=guidance_report.reader_rows(guidance.get("readers", {})) if guidance else [],
+        guidance_pictures=[image(p) for p in pictures])
     path = out / "report.html"
     write_text(path, page)
     return path

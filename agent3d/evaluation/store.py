@@ -146,7 +146,9 @@ class RunLocked(InputError):
 @contextmanager
 def run_lock(out: Path) -> Iterator[None]:
     """Hold ``out/.lock`` (an exclusive ``flock``) while a run writes into ``out``; the kernel releases it
-    when the process ends, however it ends. Re-entrant within the process that holds it.
+    when the process ends, however it ends, and the file is removed when the run inside ends (refused, failed or
+    finished; a run killed outright leaves it, unlocked, to be reused). Re-entrant within the process that holds
+    it.
 
     Raises
     ------
@@ -180,9 +182,10 @@ def run_lock(out: Path) -> Iterator[None]:
         try:
             yield
         except BaseException:
-            _remove_made(made)
+            _remove_made([p for p in made if p.name != ".lock"])
             raise
-        finally:
+        finally:  # the lock file goes while still held: no run, refused or finished, leaves one behind
+            (out / ".lock").unlink(missing_ok=True)
             _HELD.discard(out.resolve())
             fcntl.flock(handle, fcntl.LOCK_UN)
 

@@ -140,7 +140,34 @@ def check_adapter(adapter: str | Path, name: str, sha256: str) -> None:
         ``adapter_model.safetensors`` that is missing, truncated or not safetensors.
     """
     check_base_model(adapter, read_adapter_record(adapter)["base_model"], name, sha256)
+    check_targets(adapter, name)
     check_weights(adapter)
+
+
+def check_targets(adapter: str | Path, name: str) -> None:
+    """Refuse a PEFT folder whose ``adapter_config.json`` adapts modules the embedded models' architectures (Llama,
+    Gemma 3: ``q_proj`` ... ``down_proj``) do not have (``c_attn``: GPT-2), before the base model loads.
+
+    Raises
+    ------
+    InputError
+        Naming the adapter folder, the base model its configuration names and this one.
+    """
+    config = Path(adapter) / "adapter_config.json"
+    try:
+        record = json.loads(config.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(config, f"not readable JSON ({type(error).__name__})") from None
+    targets = record.get("target_modules") if isinstance(record, dict) else None
+    if isinstance(targets, list) and not set(map(str, targets)) <= DECODER_MODULES:
+        other = sorted(set(map(str, targets)) - DECODER_MODULES)
+        raise InputError(adapter, f"adapts modules {', '.join(other)[:80]} of another architecture (its base model: "
+                                  f"{str(record.get('base_model_name_or_path'))[:60]}); this model is {name[:60]}, "
+                                  f"whose modules are {', '.join(sorted(DECODER_MODULES))}")
+
+
+DECODER_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embed_tokens",
+                   "lm_head"}
 
 
 def check_weights(adapter: str | Path) -> None:

@@ -39,6 +39,8 @@ class LineStateReader:
         Context (and batch) size in tokens: the longest prompt read in one pass.
     n_threads : int, optional
         CPU threads; defaults to the number of cores.
+    lora : str or Path, optional
+        A llama.cpp LoRA adapter (GGUF) applied to the model (a guidance reader's ``adapter.gguf``).
 
     Attributes
     ----------
@@ -61,7 +63,8 @@ class LineStateReader:
 
     name = "llama-cpp"
 
-    def __init__(self, model_path: str | Path | None = None, n_ctx: int = 8192, n_threads: int | None = None):
+    def __init__(self, model_path: str | Path | None = None, n_ctx: int = 8192, n_threads: int | None = None,
+                 lora: str | Path | None = None):
         try:
             import llama_cpp
         except ImportError:
@@ -69,8 +72,9 @@ class LineStateReader:
 
         # a causal chat model's default pooling is none (one state per token); asking for it explicitly makes
         # llama.cpp print a warning on every load, so the default is checked instead
+        adapter = {"lora_path": str(lora)} if lora else {}
         self._llm, path = load_llama(llama_cpp.Llama, model_path, embedding=True, n_ctx=n_ctx, n_batch=n_ctx,
-                                     n_ubatch=min(n_ctx, 2048), n_threads=n_threads or os.cpu_count())
+                                     n_ubatch=min(n_ctx, 2048), n_threads=n_threads or os.cpu_count(), **adapter)
         if self._llm.pooling_type() != llama_cpp.LLAMA_POOLING_TYPE_NONE:
             raise InputError(path, "the model pools its states (an embedding model?); a head reads one state per "
                                    "token of a causal model")

@@ -20,8 +20,8 @@ import numpy as np
 
 from agent3d import outputs
 from agent3d.base import InputError
-from agent3d.guidance import (POOLINGS, GuidanceReader, guidance_set_path, pooled_state, read_guidance_set,
-                              shipped_guidance_set)
+from agent3d.guidance import POOLINGS, GuidanceReader, pooled_state
+from agent3d.guidance_sets import guidance_set_path, read_guidance_set, shipped_guidance_set
 from agent3d.llm.states import LineStateReader
 
 STRENGTHS = (0.001, 0.01, 0.1, 1.0)
