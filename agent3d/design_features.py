@@ -26,6 +26,7 @@ MIN_ANGLE = 30.0  # degrees between the planes
 EXPLAINED_WEIGHT = 0.02  # the weight guidance gives an explained point (others: 1)
 NOISE = 2.0  # a piecewise fit explains only down to this many times the cloud's median one-plane residual
 BENT = 3.0  # one plane must miss by this many times the piecewise fit's allowance: the surface really bends
+DILATE = 0.5
 ITERATIONS = 8
 CHUNK = 50_000
 
@@ -68,50 +69,74 @@ def _piecewise_fit(neighbours: np.ndarray, normals: np.ndarray, groups: int) -> 
     return residual, smallest
 
 
-def explained(points: np.ndarray, features: list[str], normals: np.ndarray | None = None, k: int = K,
-              ratio: float = RATIO, min_angle: float = MIN_ANGLE, noise_factor: float = NOISE) -> np.ndarray:
-    """Whether each point's neighbourhood is explained by one of ``features`` (``edges``, ``corners``; ``holes`` are
-    explained by the edges of their rims).
+def residuals(points: np.ndarray, features: list[str], normals: np.ndarray | None = None, k: int = K,
+              min_angle: float = MIN_ANGLE) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's one-plane residual and the residual left once ``features`` explain what they can (the smaller of
+    one plane's and each allowed piecewise fit's whose planes are at least ``min_angle`` apart).
 
     Parameters
     ----------
     points : ndarray of shape (n_points, 3), float64
     features : list of {"edges", "corners", "holes"}
+        ``edges`` and ``holes`` (the edges of their rims) allow two planes, ``corners`` three.
     normals : ndarray of shape (n_points, 3), float64, optional
         Unit normals; estimated from 16 neighbours (:func:`agent3d.geometry.local_geometry`) when None.
     k : int, default 24
-    ratio : float, default 0.3
     min_angle : float, default 30.0
         Degrees.
-    noise_factor : float, default 2.0
-        A piecewise fit must also come within this many times the cloud's median one-plane residual (its surface
-        roughness): an edge's two planes fit down to the noise, a curved defect's do not.
 
     Returns
     -------
-    ndarray of shape (n_points,), bool
+    one, left : ndarray of shape (n_points,), float64
+        Root-mean-square residuals, in the cloud's units.
     """
     points = np.asarray(points, dtype=np.float64)
-    wanted = {2} if set(features) & {"edges", "holes"} else set()
-    wanted |= {3} if "corners" in features else set()
-    out = np.zeros(len(points), dtype=bool)
-    if not wanted or len(points) <= k:
-        return out
+    wanted = ({2} if set(features) & {"edges", "holes"} else set()) | ({3} if "corners" in features else set())
+    k = min(k, len(points))
+    _, index = cKDTree(points).query(points, k=k, workers=-1)
+    index = np.reshape(index, (len(points), k))
+    one = np.concatenate([_one_plane(points[index[start:start + CHUNK]]) for start in range(0, len(points), CHUNK)])
+    left = one.copy()
+    if not wanted or k < 4:
+        return one, left
     if normals is None:
         normals = local_geometry(points, np.arange(len(points))).normals
     normals = np.asarray(normals, dtype=np.float64)
-    _, index = cKDTree(points).query(points, k=k, workers=-1)
-    one = np.concatenate([_one_plane(points[index[start:start + CHUNK]]) for start in range(0, len(points), CHUNK)])
-    noise = noise_factor * float(np.median(one))  # the typical surface's roughness: most of a part is smooth
     for start in range(0, len(points), CHUNK):  # bounded memory on large clouds
         rows, here = index[start:start + CHUNK], slice(start, start + CHUNK)
         neighbours = points[rows] - points[here, None]
         around = normals[rows] * np.sign(np.einsum("nkd,nd->nk", normals[rows], normals[here]) + 1e-12)[..., None]
         for groups in wanted:
             residual, angle = _piecewise_fit(neighbours, around, groups)
-            out[here] |= (residual <= ratio * one[here]) & (residual <= noise) & (angle >= min_angle) \
-                & (one[here] >= BENT * noise)
-    return out
+            left[here] = np.where(angle >= min_angle, np.minimum(left[here], residual), left[here])
+    return one, left
+
+
+def explained(points: np.ndarray, features: list[str], normals: np.ndarray | None = None, k: int = K,
+              ratio: float = RATIO, min_angle: float = MIN_ANGLE, noise_factor: float = NOISE) -> np.ndarray:
+    """Whether each point's neighbourhood is explained by one of ``features``: the residual left
+    (:func:`residuals`) is at most ``ratio`` times one plane's and within ``noise_factor`` times the cloud's median
+    one-plane residual, where one plane misses by :data:`BENT` times that.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    features : list of {"edges", "corners", "holes"}
+    normals : ndarray of shape (n_points, 3), float64, optional
+    k : int, default 24
+    ratio : float, default 0.3
+    min_angle : float, default 30.0
+        Degrees.
+    noise_factor : float, default 2.0
+        An edge's two planes fit down to the noise, a curved defect's do not.
+
+    Returns
+    -------
+    ndarray of shape (n_points,), bool
+    """
+    one, left = residuals(points, features, normals, k, min_angle)
+    noise = noise_factor * float(np.median(one))  # the typical surface's roughness: most of a part is smooth
+    return (left < one) & (left <= ratio * one) & (left <= noise) & (one >= BENT * noise)
 
 
 def _one_plane(neighbourhoods: np.ndarray) -> np.ndarray:

@@ -80,10 +80,8 @@ def nearest_first(points: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return np.argsort(distance, kind="stable").astype(np.int64)
 
 
-def saliency_seeds(shown: np.ndarray, curvature: np.ndarray, residual: np.ndarray, n_seeds: int,
-                   prior: np.ndarray | None = None) -> np.ndarray:
-    """The ``n_seeds`` shown points with the highest curvature rank plus residual rank; with a ``prior``, the highest
-    salience times prior (a point a design feature explains, prior 0.02, falls behind every other).
+def saliency_seeds(shown: np.ndarray, curvature: np.ndarray, residual: np.ndarray, n_seeds: int) -> np.ndarray:
+    """The ``n_seeds`` shown points with the highest curvature rank plus residual rank.
 
     Parameters
     ----------
@@ -92,17 +90,12 @@ def saliency_seeds(shown: np.ndarray, curvature: np.ndarray, residual: np.ndarra
     curvature, residual : ndarray of shape (n_shown,), float64
         Their summaries (:class:`agent3d.geometry.LocalGeometry`).
     n_seeds : int
-    prior : ndarray of shape (n_shown,), float64, optional
-        Each shown point's weight from the design features called normal
-        (:func:`agent3d.design_features.feature_weights`), in (0, 1].
 
     Returns
     -------
     ndarray of shape (min(n_seeds, n_shown),), int64
     """
     salience = rankdata(curvature) + rankdata(residual)
-    if prior is not None:
-        salience = salience * np.asarray(prior)
     return np.asarray(shown)[np.argsort(-salience, kind="stable")[:n_seeds]]
 
 
@@ -140,6 +133,19 @@ def coarse_seeds(points: np.ndarray, score, n_seeds: int, n_budget: int, seed: i
     scored = np.unique(patches)
     mean = score(scored)[np.searchsorted(scored, patches)].mean(axis=1)
     return centres[np.argsort(-mean, kind="stable")[:n_seeds]], scored.astype(np.int64)
+
+
+def spread_peaks(context: CloudContext, values: np.ndarray, n_seeds: int, apart: float = 8.0) -> np.ndarray:
+    """The ``n_seeds`` points of highest ``values`` (shape (n_points,)) at least ``apart`` point spacings from each
+    other (greedy non-maximum suppression); ndarray of shape (<= n_seeds,), int64."""
+    chosen: list[int] = []
+    radius = apart * context.spacing
+    for index in np.argsort(-values, kind="stable"):
+        if values[index] <= 0 or len(chosen) == n_seeds:
+            break
+        if not chosen or np.min(np.linalg.norm(context.points[chosen] - context.points[index], axis=1)) > radius:
+            chosen.append(int(index))
+    return np.asarray(chosen, dtype=np.int64)
 
 
 def random_seeds(shown: np.ndarray, n_seeds: int, seed: int = 0) -> np.ndarray:
@@ -220,8 +226,9 @@ class Gating:
         """The seeds among the shown points (``shown``: full-cloud indices, int64). ``prior`` (shape (n_points,),
         float64, in (0, 1]: :func:`agent3d.guidance.guidance_weights`) is each point's fit to the kind of defect
         ``--guidance`` asks for; a strategy that ``follows_guidance`` ranks its candidates by confidence times prior
-        (``learned``); ``features`` (shape (n_points,), float64: :func:`agent3d.design_features.feature_weights`) is the
-        part of it that comes from the design features called normal (``saliency`` follows only that); the others
+        (``learned``); ``features`` (shape (n_points,), float64: :func:`agent3d.guidance.cloud_feature_fit`) is the
+        residual the design features called normal leave unexplained, 0 where they explain (``saliency`` follows
+        only that); the others
         ignore both (``random`` is chance, ``llm`` reads the guidance in its prompt). ``score`` (``score(indices)``:
         the scorer on this cloud) is for a strategy that ``needs_scorer``."""
         return Seeds(np.empty(0, dtype=np.int64))
@@ -287,16 +294,18 @@ class LearnedGating(Gating):
 
 class SaliencyGating(Gating):
     """``saliency``: the geometric rule (:func:`saliency_seeds`). Guidance steers it only by the design features it
-    calls normal (a sharp edge is salient and explained); the kind read does not move its seeds: steered towards
+    calls normal: then its salience is the residual those features leave unexplained (a sharp edge is salient and
+    explained; :func:`agent3d.design_features.residuals`). The kind read does not move its seeds: steered towards
     the kind, among its most salient points or all of them, it lost matched P-AUROC on surfaces 00-09 (0.851
-    text-blind against 0.778 and 0.787 with the kind given; docs, "Guidance")."""
+    text-blind against 0.778 and 0.787 with the kind given; docs, "Guidance readers")."""
 
     name, follows_guidance = "saliency", True
 
     def seeds(self, context, shown, config, backend=None, prior=None, score=None, features=None) -> Seeds:
+        if features is not None:  # the whole cloud's unexplained bends, spread apart
+            return Seeds(spread_peaks(context, features, config.max_suspects))
         geometry = context.geometry(shown)
-        return Seeds(saliency_seeds(shown, geometry.curvature, geometry.residual, config.max_suspects,
-                                    None if features is None else features[shown]))
+        return Seeds(saliency_seeds(shown, geometry.curvature, geometry.residual, config.max_suspects))
 
 
 class CoarseGating(Gating):

@@ -13,7 +13,7 @@ the scores.
   round), and scores the whole set again (the scorer smooths over scored neighbours: a small batch scored alone
   comes back flat). Growth stops when no hot point has an unscored neighbour or the budget is spent: the budget is
   a cap, and what is left of it is not scored. Every round costs a whole scoring pass, so with a scorer whose cost
-  does not follow the points scored (self-reference) growth costs several times what ``fixed`` does (README).
+  does not follow the points scored (self-reference) growth costs several times what ``fixed`` does (docs: "Scorers and gating").
 """
 
 from __future__ import annotations

@@ -22,10 +22,11 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from agent3d.base import InputError
 from agent3d.defects import surface_displacement
-from agent3d.design_features import feature_weights
+from agent3d.design_features import feature_weights, residuals
 from agent3d.llm.base import check_base_model
 from agent3d.guidance_sets import MAX_GUIDANCE_TEXT
 from agent3d.spec import FEATURES, KINDS, SIZES, DefectSpec
@@ -204,8 +205,8 @@ class GuidanceReader:
 
 
 def shipped_reader_dir() -> Path:
-    """The guidance reader shipped with the package (``--guidance-reader embedded``): a probe on Gemma 3 270M's
-    states, trained on the shipped set's training phrasings (README, "Guidance")."""
+    """The guidance reader shipped with the package (``--guidance-reader embedded``): a LoRA adapter and heads on
+    Gemma 3 270M, trained on generated phrasings (docs: results, "Guidance readers")."""
     return Path(__file__).resolve().parent / "shipped" / "guidance-reader"
 
 
@@ -278,8 +279,9 @@ def guidance_weights(points: np.ndarray, kinds: dict[str, float]) -> np.ndarray:
 
 def spec_weights(points: np.ndarray, spec: DefectSpec) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Each point's fit to a specification: :func:`guidance_weights` of its kinds times the design features'
-    weights (:func:`agent3d.design_features.feature_weights`: explained points low), and the features' part alone;
-    each None when it asks nothing (kind ``any`` or abstained; no feature): detection stays text-blind.
+    weights (:func:`agent3d.design_features.feature_weights`: explained points low), and what the features leave
+    unexplained (:func:`cloud_feature_fit`); each None when it asks nothing (kind ``any`` or abstained; no feature):
+    detection stays text-blind.
 
     Parameters
     ----------
@@ -288,23 +290,29 @@ def spec_weights(points: np.ndarray, spec: DefectSpec) -> tuple[np.ndarray | Non
 
     Returns
     -------
-    weights, features : ndarray of shape (n_points,), float64, in (0, 1], or None
+    weights : ndarray of shape (n_points,), float64, in (0, 1], or None
+    unexplained : ndarray of shape (n_points,), float64, or None
     """
     kinds = spec.kinds()
-    features = cloud_feature_weights(points, spec.normal) if spec.normal else None
+    features, unexplained = cloud_feature_fit(points, spec.normal) if spec.normal else (None, None)
     if kinds.get("any", 0.0) == 1.0:
-        return features, features
+        return features, unexplained
     weights = guidance_weights(points, kinds)
-    return (weights if features is None else weights * features), features
+    return (weights if features is None else weights * features), unexplained
 
 
-def cloud_feature_weights(points: np.ndarray, features: list[str]) -> np.ndarray:
-    """:func:`agent3d.design_features.feature_weights` of ``points``, the last cloud's kept per feature list;
-    ndarray of shape (n_points,), float64."""
+def cloud_feature_fit(points: np.ndarray, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The design features' weights (:func:`agent3d.design_features.feature_weights`) and each point's residual
+    left once they explain what they can (:func:`agent3d.design_features.residuals`; 0 where explained), the last
+    cloud's kept per feature list; two ndarrays of shape (n_points,), float64."""
     key = (hashlib.sha1(np.ascontiguousarray(points).tobytes()).hexdigest(), tuple(sorted(features)))
     with _READING:
         if _FEATURES.get("key") != key:
-            _FEATURES.update(key=key, value=feature_weights(points, list(features)))
+            weights = feature_weights(points, list(features))
+            near = cKDTree(points).query(points, k=min(24, len(points)), workers=-1)[1].reshape(len(points), -1)
+            alone = (weights[near] == 1.0).all(axis=1)  # no explained point among its neighbours
+            left = residuals(points, [])[0] * alone  # one plane's residual where nothing explains it
+            _FEATURES.update(key=key, value=(weights, left))
         return _FEATURES["value"]
 
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from agent3d.cli import app
 from agent3d.config import DetectConfig
 from agent3d.design_features import explained, feature_weights
-from agent3d.gating import saliency_seeds
+from agent3d.cloud import PointCloud
+from agent3d.evaluation.metrics import auroc
 from agent3d.guidance import spec_weights
 from agent3d.guidance_sets import held_out_texts, read_guidance_set
 from agent3d.guidance_corpus import attach, generate, normalize
@@ -121,16 +122,15 @@ def test_a_cube_edges_are_explained_by_edges_and_a_dent_on_a_face_is_not():
     assert by_edges.any() and weights[by_edges].max() < weights[~by_edges].min() and np.all(feature_weights(points, []) == 1)
 
 
-def test_saliency_seeds_skip_what_a_design_feature_explains():
-    rng = np.random.default_rng(0)
-    shown = np.arange(100, 200)
-    curvature, residual = rng.random(100), rng.random(100)
-    blind = saliency_seeds(shown, curvature, residual, 8)
-    assert np.array_equal(saliency_seeds(shown, curvature, residual, 8, np.ones(100)), blind)
-    prior = np.ones(100)
-    prior[blind[:4] - 100] = 0.02  # the four most salient are explained away
-    steered = saliency_seeds(shown, curvature, residual, 8, prior)
-    assert not set(steered) & set(blind[:4]) and set(blind[4:]) <= set(steered)
+def test_guided_saliency_seeds_leave_the_edges_a_text_calls_normal_and_find_the_dent():
+    points, dent, edge_distance = cube()
+    cloud = PointCloud(points=points, labels=dent.astype(np.uint8))
+    config = DetectConfig(gating="saliency", n_points=64)
+    blind = detect(cloud, config)
+    guided = detect(cloud, config, spec=DefectSpec.given("any", ["edges", "corners"]))
+    assert not dent[blind.seeds].any() and edge_distance[blind.seeds].max() < 3 / 40  # the rule takes edges
+    assert dent[guided.seeds].any() and edge_distance[guided.seeds].min() > 2 / 40
+    assert auroc(dent, guided.scores) > 0.95 > auroc(dent, blind.scores)
 
 
 @pytest.mark.parametrize("text, message", [("", "empty"), ("x" * 3000, "at most")])

@@ -317,3 +317,44 @@ def test_other_commands_refuse_hostile_input(tmp_path, case):
     result = runner.invoke(app, make(tmp_path))
     assert_refused(result, fragment)
     assert not (tmp_path / "run").exists() and not (tmp_path / "r.png").exists() and not (tmp_path / "adapter").exists()
+
+
+def test_an_adapter_for_another_architecture_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    import json
+
+    pytest.importorskip("safetensors")
+    from safetensors.numpy import save_file
+
+    from agent3d.llm import transformers as backend
+
+    def never(*args, **kwargs):
+        raise AssertionError("the base model was loaded before the adapter was checked")
+
+    monkeypatch.setattr(backend, "load_base", never)
+    folder = tmp_path / "gpt2-lora"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "gpt2",
+                                                             "target_modules": ["c_attn"], "r": 8}))
+    (folder / "tune.json").write_text(json.dumps({"base_model": {"sha256": backend.model_identity(None).sha256,
+                                                                 "name": "SmolLM2"}}))
+    save_file({"base_model.model.transformer.h.0.attn.c_attn.lora_A.weight": np.zeros((8, 768), np.float32)},
+              str(folder / "adapter_model.safetensors"))
+    sample = tmp_path / "s.txt"
+    sample.write_text("\n".join(f"{x} {y} {x * y % 7} 0" for x in range(20) for y in range(20)))
+    result = runner.invoke(app, ["detect", str(sample), "--gating", "llm", "--backend", "transformers", "--adapter",
+                                 str(folder)])
+    assert_refused(result, "gpt2-lora")
+    assert "c_attn" in result.stderr and "gpt2" in result.stderr and "q_proj" in result.stderr
+
+
+def test_a_refused_evaluate_leaves_no_lock_even_after_a_finished_run(tmp_path):
+    data, out = labeled(tmp_path), tmp_path / "run"
+    args = ["evaluate", str(data), "--gating", "random", "--bootstrap", "0", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0 and not (out / ".lock").exists()
+    for score in (out / "scores").iterdir():
+        score.unlink()
+    (out / "scores").rmdir()
+    (out / "scores").write_text("a file where the scores go")
+    (out / "samples.jsonl").unlink()
+    assert_refused(runner.invoke(app, args), "scores")
+    assert not (out / ".lock").exists()

@@ -143,7 +143,7 @@ def print_detection(result: Detection, cloud: PointCloud, top: int = 10, zero_sh
 
         if not head_ships():
             summary.add_row("reading", "zero-shot: no head adapter ships with this version (none beat the saliency "
-                                       "rule on held-out surfaces; README, 'Reading the model')")
+                                       "rule on held-out surfaces; docs: results, 'Reading the model')")
     console.print(summary)
     if result.suspects:
         table = Table(title=f"top suspects ({min(top, len(result.suspects))} of {len(result.suspects)})")

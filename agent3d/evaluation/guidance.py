@@ -40,7 +40,7 @@ from agent3d.evaluation.runner import class_scorer, sample_references
 from agent3d.evaluation.store import EvalConfig, read_lines
 from agent3d.evaluation.summary import run_name
 from agent3d.gating import strategy
-from agent3d.guidance import (GuidanceReader, cloud_displacement, cloud_feature_weights, guided_scores, kind_weights,
+from agent3d.guidance import (GuidanceReader, cloud_displacement, cloud_feature_fit, guided_scores, kind_weights,
                               read_spec, resolve_reader)
 from agent3d.guidance_sets import GuidanceEntry, GuidanceSet
 from agent3d.spec import KINDS, DefectSpec
@@ -179,7 +179,7 @@ def _weighted(cloud: dict, entries: list[GuidanceEntry], specs: list[DefectSpec]
 
     def fit(spec: DefectSpec) -> np.ndarray:
         kind = sum(p * weights[k] for k, p in spec.kinds().items())
-        return kind * cloud_feature_weights(cloud["points"], spec.normal) if spec.normal else kind
+        return kind * cloud_feature_fit(cloud["points"], spec.normal)[0] if spec.normal else kind
 
     guided = {i: scores if specs is None else guided_scores(scores, cloud["scored"], fit(specs[i]))
               for i in range(len(entries))}

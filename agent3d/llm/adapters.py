@@ -211,5 +211,5 @@ def resolve_adapter(adapter: str | Path | None) -> Path | None:
         return Path(adapter) if adapter else None
     if not (shipped_adapter_dir() / ADAPTER_RECORD).is_file():
         raise InputError("--adapter embedded", "no adapter ships with this version of agent3d: none beat random "
-                                               "gating on held-out data (README, 'Tuning')")
+                                               "gating on held-out data (docs: results, 'Tuning')")
     return shipped_adapter_dir()

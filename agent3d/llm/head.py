@@ -269,7 +269,7 @@ def resolve_head(adapter: str | Path | None, model: str | Path | None = None) ->
     if adapter is None or str(adapter) == "embedded":
         if not head_ships():
             raise InputError("--adapter embedded", "no head adapter ships with this version of agent3d: none beat "
-                                                   "the saliency rule on held-out surfaces (README)")
+                                                   "the saliency rule on held-out surfaces (docs: results, 'Reading the model')")
         return HeadAdapter(shipped_head_dir())
     folder = Path(adapter)
     if (folder / "adapter_config.json").is_file() and not (folder / HEAD_RECORD).is_file():

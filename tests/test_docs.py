@@ -1,0 +1,35 @@
+"""The documentation site builds strictly (broken links, missing pages and unresolved API references fail), and its
+CLI reference is the command line's own help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_documentation_site_builds_strictly_with_every_page(tmp_path):
+    pytest.importorskip("mkdocs")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    site = tmp_path / "site"
+    for page in ("guide/guidance", "results/guidance", "api", "cli", "changelog", "design"):
+        assert (site / page / "index.html").is_file(), page
+    assert "DefectSpec" in (site / "api" / "index.html").read_text()
+    cli = (site / "cli" / "index.html").read_text()
+    assert "guidance" in cli and "--guidance-reader" in cli and "0.5.0" in (site / "changelog" / "index.html").read_text()
+
+
+def test_the_readme_is_a_short_front_door():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [line for line in readme.splitlines() if line.startswith("apt-get")]
+    test = [c for c in commands if c.endswith("-m pytest")]
+    assert len(commands) == 2 and len(test) == 1 and test[0] in ci.splitlines()  # CI runs the README's test command
+    assert any(c.endswith("agent3d detect data_samples/surface_00.txt") for c in commands)
