@@ -122,15 +122,20 @@ def main() -> None:
         results[name] = figures(entries, specs, (time.perf_counter() - start) / len(entries))
         readings[name] = [s.summary() for s in specs]
         print(name, json.dumps(results[name]["accuracy"]), "ECE", results[name]["ece"], flush=True)
+        write(args.out, results, readings)  # each reader's figures kept as soon as they exist
     for model in args.choice:
         specs, seconds = choice_specs(model, entries, args.calibrate)
         name = f"choice 6-shot calibrated, {model}"
         results[name] = figures(entries, specs, seconds)
         readings[name] = [s.summary() for s in specs]
         print(name, json.dumps(results[name]["accuracy"]), "ECE", results[name]["ece"], flush=True)
-    (args.out / "readers.json").write_text(json.dumps({"results": results, "readings": readings}, indent=1,
-                                                      ensure_ascii=False))
-    plot(args.out, results)
+        write(args.out, results, readings)
+
+
+def write(out: Path, results: dict, readings: dict) -> None:
+    (out / "readers.json").write_text(json.dumps({"results": results, "readings": readings}, indent=1,
+                                                 ensure_ascii=False))
+    plot(out, results)
 
 
 if __name__ == "__main__":

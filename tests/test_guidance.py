@@ -184,13 +184,13 @@ def test_the_shipped_reader_steers_detect_the_same_way_twice_and_loads_no_pickle
     monkeypatch.setattr(numpy, "load", lambda *a, **k: loads.append(k.get("allow_pickle")) or real_load(*a, **k))
     arguments = ["detect", str(SAMPLES / "surface_00.txt"), "--gating", "all", "--json"]
     runs = [json.loads(runner.invoke(app, [*arguments, "--guidance", text]).stdout)
-            for text in ("Only sunk pits are defects; bumps are fine.", "Only sunk pits are defects; bumps are fine.",
-                         "Only bumps are defects; pits are fine.")]
+            for text in ("Report dents and pits only.", "Report dents and pits only.",
+                         "Only bumps that stick out are defects.")]
     untimed = [{k: v for k, v in run.items() if not k.endswith("seconds")} for run in runs]
     assert untimed[0] == untimed[1] and runs[0]["guidance"]["reader"] == "embedded"
     assert loads and not any(loads)  # every numpy load of the reader refuses pickles
-    sunk, raised = runs[0]["guidance"]["kinds"], runs[2]["guidance"]["kinds"]
-    assert sunk["sunk"] - sunk["raised"] > raised["sunk"] - raised["raised"]  # the words move the reading
+    sunk, raised = runs[0]["guidance"]["spec"], runs[2]["guidance"]["spec"]
+    assert (sunk["kind"], raised["kind"]) == ("sunk", "raised") and not sunk["abstained"]  # the words move the reading
     panel = runs[0]["verdict"]
     assert "all (text-blind)" in panel and panel["all"]["p_auroc"] != panel["all (text-blind)"]["p_auroc"]
 
