@@ -90,6 +90,11 @@ def residuals(points: np.ndarray, features: list[str], normals: np.ndarray | Non
     one, left : ndarray of shape (n_points,), float64
         Root-mean-square residuals, in the cloud's units.
     """
+    return _residuals(points, features, normals, k, min_angle)[:2]
+
+
+def _residuals(points, features, normals, k, min_angle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`residuals` and the neighbourhoods they were fitted on (indices, shape (n_points, k))."""
     points = np.asarray(points, dtype=np.float64)
     wanted = ({2} if set(features) & {"edges", "holes"} else set()) | ({3} if "corners" in features else set())
     k = min(k, len(points))
@@ -98,7 +103,7 @@ def residuals(points: np.ndarray, features: list[str], normals: np.ndarray | Non
     one = np.concatenate([_one_plane(points[index[start:start + CHUNK]]) for start in range(0, len(points), CHUNK)])
     left = one.copy()
     if not wanted or k < 4:
-        return one, left
+        return one, left, index
     if normals is None:
         normals = local_geometry(points, np.arange(len(points))).normals
     normals = np.asarray(normals, dtype=np.float64)
@@ -109,7 +114,7 @@ def residuals(points: np.ndarray, features: list[str], normals: np.ndarray | Non
         for groups in wanted:
             residual, angle = _piecewise_fit(neighbours, around, groups)
             left[here] = np.where(angle >= min_angle, np.minimum(left[here], residual), left[here])
-    return one, left
+    return one, left, index
 
 
 def explained(points: np.ndarray, features: list[str], normals: np.ndarray | None = None, k: int = K,
@@ -135,6 +140,10 @@ def explained(points: np.ndarray, features: list[str], normals: np.ndarray | Non
     ndarray of shape (n_points,), bool
     """
     one, left = residuals(points, features, normals, k, min_angle)
+    return _explained(one, left, ratio, noise_factor)
+
+
+def _explained(one: np.ndarray, left: np.ndarray, ratio: float = RATIO, noise_factor: float = NOISE) -> np.ndarray:
     noise = noise_factor * float(np.median(one))  # the typical surface's roughness: most of a part is smooth
     return (left < one) & (left <= ratio * one) & (left <= noise) & (one >= BENT * noise)
 
@@ -149,7 +158,28 @@ def _one_plane(neighbourhoods: np.ndarray) -> np.ndarray:
 def feature_weights(points: np.ndarray, features: list[str], normals: np.ndarray | None = None) -> np.ndarray:
     """Guidance's weight for normal design features: :data:`EXPLAINED_WEIGHT` where :func:`explained`, 1 elsewhere;
     ndarray of shape (n_points,), float64 (all ones without features)."""
+    return feature_fit(points, features, normals)[0]
+
+
+def feature_fit(points: np.ndarray, features: list[str],
+                normals: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`feature_weights` and the bends the features leave: each point's one-plane residual where no point of
+    its neighbourhood is explained, 0 elsewhere (guided saliency seeds go to the largest), from one fit.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n_points, 3), float64
+    features : list of {"edges", "corners", "holes"}
+    normals : ndarray of shape (n_points, 3), float64, optional
+
+    Returns
+    -------
+    weights, unexplained : ndarray of shape (n_points,), float64
+    """
     weights = np.ones(len(points))
-    if features:
-        weights[explained(points, features, normals)] = EXPLAINED_WEIGHT
-    return weights
+    one, left, index = _residuals(points, features, normals, K, MIN_ANGLE)
+    if not features:
+        return weights, one
+    found = _explained(one, left)
+    weights[found] = EXPLAINED_WEIGHT
+    return weights, one * ~found[index].any(axis=1)

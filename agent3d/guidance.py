@@ -22,11 +22,10 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from agent3d.base import InputError
 from agent3d.defects import surface_displacement
-from agent3d.design_features import feature_weights, residuals
+from agent3d.design_features import feature_fit
 from agent3d.llm.base import check_base_model
 from agent3d.guidance_sets import MAX_GUIDANCE_TEXT
 from agent3d.spec import FEATURES, KINDS, SIZES, DefectSpec
@@ -267,7 +266,7 @@ def guidance_weights(points: np.ndarray, kinds: dict[str, float]) -> np.ndarray:
     ----------
     points : ndarray of shape (n_points, 3), float64
     kinds : dict of str to float
-        From :func:`read_kinds`.
+        Kind probabilities (:meth:`agent3d.spec.DefectSpec.kinds`).
 
     Returns
     -------
@@ -279,7 +278,7 @@ def guidance_weights(points: np.ndarray, kinds: dict[str, float]) -> np.ndarray:
 
 def spec_weights(points: np.ndarray, spec: DefectSpec) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Each point's fit to a specification: :func:`guidance_weights` of its kinds times the design features'
-    weights (:func:`agent3d.design_features.feature_weights`: explained points low), and what the features leave
+    weights (:func:`agent3d.design_features.feature_fit`: explained points low), and what the features leave
     unexplained (:func:`cloud_feature_fit`); each None when it asks nothing (kind ``any`` or abstained; no feature):
     detection stays text-blind.
 
@@ -302,17 +301,12 @@ def spec_weights(points: np.ndarray, spec: DefectSpec) -> tuple[np.ndarray | Non
 
 
 def cloud_feature_fit(points: np.ndarray, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The design features' weights (:func:`agent3d.design_features.feature_weights`) and each point's residual
-    left once they explain what they can (:func:`agent3d.design_features.residuals`; 0 where explained), the last
-    cloud's kept per feature list; two ndarrays of shape (n_points,), float64."""
+    """:func:`agent3d.design_features.feature_fit` of ``points`` (the features' weights and the bends they leave
+    unexplained), the last cloud's kept per feature list; two ndarrays of shape (n_points,), float64."""
     key = (hashlib.sha1(np.ascontiguousarray(points).tobytes()).hexdigest(), tuple(sorted(features)))
     with _READING:
         if _FEATURES.get("key") != key:
-            weights = feature_weights(points, list(features))
-            near = cKDTree(points).query(points, k=min(24, len(points)), workers=-1)[1].reshape(len(points), -1)
-            alone = (weights[near] == 1.0).all(axis=1)  # no explained point among its neighbours
-            left = residuals(points, [])[0] * alone  # one plane's residual where nothing explains it
-            _FEATURES.update(key=key, value=(weights, left))
+            _FEATURES.update(key=key, value=feature_fit(points, list(features)))
         return _FEATURES["value"]
 
 
