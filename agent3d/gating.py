@@ -227,7 +227,7 @@ class Gating:
         float64, in (0, 1]: :func:`agent3d.guidance.guidance_weights`) is each point's fit to the kind of defect
         ``--guidance`` asks for; a strategy that ``follows_guidance`` ranks its candidates by confidence times prior
         (``learned``); ``features`` (shape (n_points,), float64: :func:`agent3d.guidance.cloud_feature_fit`) is the
-        residual the design features called normal leave unexplained, 0 where they explain (``saliency`` follows
+        bend the design features called normal leave unexplained, 0 near what they explain (``saliency`` follows
         only that); the others
         ignore both (``random`` is chance, ``llm`` reads the guidance in its prompt). ``score`` (``score(indices)``:
         the scorer on this cloud) is for a strategy that ``needs_scorer``."""
@@ -294,9 +294,9 @@ class LearnedGating(Gating):
 
 class SaliencyGating(Gating):
     """``saliency``: the geometric rule (:func:`saliency_seeds`). Guidance steers it only by the design features it
-    calls normal: then its salience is the residual those features leave unexplained (a sharp edge is salient and
-    explained; :func:`agent3d.design_features.residuals`). The kind read does not move its seeds: steered towards
-    the kind, among its most salient points or all of them, it lost matched P-AUROC on surfaces 00-09 (0.851
+    calls normal: then its seeds are the largest bends those features leave unexplained, over the whole cloud and
+    spread apart (a sharp edge is salient and explained; :func:`agent3d.design_features.feature_fit`). The kind read
+    does not move its seeds: steered towards the kind, among its most salient points or all of them, it lost matched P-AUROC on surfaces 00-09 (0.851
     text-blind against 0.778 and 0.787 with the kind given; docs, "Guidance readers")."""
 
     name, follows_guidance = "saliency", True
