@@ -296,8 +296,9 @@ class SaliencyGating(Gating):
     """``saliency``: the geometric rule (:func:`saliency_seeds`). Guidance steers it only by the design features it
     calls normal: then its seeds are the largest bends those features leave unexplained, over the whole cloud and
     spread apart (a sharp edge is salient and explained; :func:`agent3d.design_features.feature_fit`). The kind read
-    does not move its seeds: steered towards the kind, among its most salient points or all of them, it lost matched P-AUROC on surfaces 00-09 (0.851
-    text-blind against 0.778 and 0.787 with the kind given; docs, "Guidance readers")."""
+    does not move its seeds: steered towards the kind, among its most salient points or all of them, it lost matched
+    P-AUROC on surfaces 00-09 (0.851 text-blind against 0.778 and 0.787 with the kind given; docs, "Guidance
+    readers")."""
 
     name, follows_guidance = "saliency", True
 
