@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit, urlunsplit
 
-GATINGS = ("llm", "learned", "saliency", "coarse", "random", "all")
+GATINGS = ("llm", "learned", "saliency", "coarse", "cascade", "random", "all")
 GROWTHS = ("fixed", "adaptive")  # agent3d.growth
 SAMPLERS = ("fps", "voxel")
 SCORERS = ("auto", "self-reference", "memory-bank", "registration", "fused")

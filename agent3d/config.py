@@ -41,7 +41,9 @@ class DetectConfig(BaseModel):
     gating: Literal[GATINGS] = Field("llm", description="Which points the scorer checks: llm suspects, learned "
                                                         "(a small model on the numbers the text shows: the learned "
                                                         "no-LLM baseline), saliency (geometric rule), coarse (the "
-                                                        "scorer's own coarse pass), random (chance) or all.")
+                                                        "scorer's own coarse pass), cascade (a cheap geometric "
+                                                        "score of every point ranks the cloud), random (chance) "
+                                                        "or all.")
     max_suspects: int = Field(8, ge=1, le=64, description="Most suspects (seeds) per cloud, for every gating "
                                                            "but all; more seeds share the budget.")
     learned: str = Field("embedded", description="Learned baseline for --gating learned: a folder written by "

@@ -1,4 +1,4 @@
-"""Local geometry of a point cloud: normals, curvature, plane residual, density, and FPFH.
+"""Local geometry of a point cloud: normals, curvature, plane residual, density (FPFH: :mod:`agent3d.features`).
 
 Every quantity uses k-nearest-neighbour neighbourhoods in the full cloud, so nothing depends on
 the cloud's units. Computations are vectorized over points (batched 3x3 eigen-decompositions).
@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy import sparse
 from scipy.spatial import cKDTree
-
-from agent3d.sampling import voxel_downsample
+from scipy.stats import rankdata
 
 _OPEN3D = threading.RLock()
 
@@ -161,43 +159,6 @@ def _local_pca(neighbourhoods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.linalg.eigh(covariance)
 
 
-def fpfh(points: np.ndarray, query: np.ndarray | None = None, scales: tuple[int, ...] = FPFH_SCALES) -> np.ndarray:
-    """Multi-scale Fast Point Feature Histograms of the query points.
-
-    FPFH: Rusu, Blodow & Beetz, ICRA 2009, computed by open3d on k-nearest-neighbour
-    neighbourhoods of the full cloud (normals from ``NORMAL_NEIGHBOURS`` neighbours), one
-    33-bin histogram per scale, concatenated; as used by BTF (Horwitz & Hoshen, CVPRW 2023)
-    and Simple3D.
-
-    Parameters
-    ----------
-    points : ndarray of shape (n_points, 3), float64
-        The full cloud.
-    query : ndarray of shape (n_query,), int64, optional
-        Points whose features are wanted; all points when None.
-    scales : tuple of int, default (16, 32, 64)
-        Neighbours per scale.
-
-    Returns
-    -------
-    features : ndarray of shape (n_query, 33 * len(scales)), float32
-        Divided by 200, so each of the three 11-bin sub-histograms per scale sums to 1 (open3d's
-        FPFH adds the point's SPFH, which sums to 100, to the weighted mean of its neighbours').
-    """
-    import open3d as o3d
-
-    with open3d_serial():
-        cloud = o3d.t.geometry.PointCloud(o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float64)))
-        cloud.estimate_normals(max_nn=NORMAL_NEIGHBOURS)
-        indices = None if query is None else o3d.core.Tensor(np.asarray(query, dtype=np.int64))
-        parts = []
-        for k in scales:
-            feature = o3d.t.pipelines.registration.compute_fpfh_feature(cloud, max_nn=int(k), radius=None,
-                                                                        indices=indices)
-            parts.append(feature.numpy().astype(np.float32) / 200.0)
-    return np.concatenate(parts, axis=1)
-
-
 def median_spacing(points: np.ndarray, tree: cKDTree | None = None, seed: int = 0, n_probe: int = 4096) -> float:
     """Median distance from a point to its nearest neighbour, measured on up to ``n_probe`` seeded points.
 
@@ -217,41 +178,23 @@ def median_spacing(points: np.ndarray, tree: cKDTree | None = None, seed: int = 
     return float(np.median(tree.query(points[probe], k=2, workers=-1)[0][:, 1]))
 
 
-def group_features(points: np.ndarray, indices: np.ndarray, group_size: int = 32, stride: int = 8,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Multi-scale FPFH averaged over local groups, as in Simple3D / M3DM point-group features.
-
-    Group centres cover the given points at about one centre per ``stride`` points: one centre per
-    occupied voxel of edge ``sqrt(stride)`` x the median point spacing (a linear-time stand-in for
-    farthest point sampling, which is quadratic and too slow at 500k points). Each group is the
-    centre's ``group_size`` nearest neighbours in the full cloud; its feature is the mean FPFH
-    (:func:`fpfh`) of its members.
+def salience(context: CloudContext, k: int = NORMAL_NEIGHBOURS) -> np.ndarray:
+    """Every point's curvature rank plus plane-residual rank (the saliency rule's score, :class:`LocalGeometry`), at
+    full resolution, averaged over its ``k`` nearest neighbours (a region stands out, a lone noisy point less).
 
     Parameters
     ----------
-    points : ndarray of shape (n_points, 3), float64
-        The full cloud.
-    indices : ndarray of shape (n_indices,), int64
-        The points to cover (all points, or the gated ones).
-    group_size : int, default 32
-    stride : int, default 8
-        About how many covered points per centre.
-    seed : int, default 0
+    context : CloudContext
+        Of the full cloud (its tree and geometry are reused).
+    k : int, default 16
 
     Returns
     -------
-    centres : ndarray of shape (n_groups,), int64
-        Indices of the group centres in ``points``.
-    features : ndarray of shape (n_groups, 33 * len(FPFH_SCALES)), float32
+    ndarray of shape (n_points,), float64
+        In (0, 1]: the summed ranks over twice the number of points.
     """
-    tree = cKDTree(points)
-    voxel = np.sqrt(stride) * median_spacing(points, tree, seed)
-    centres = np.asarray(indices)[voxel_downsample(points[indices], voxel)]
-    _, groups = tree.query(points[centres], k=min(group_size, points.shape[0]), workers=-1)
-    members, position = np.unique(groups, return_inverse=True)
-    n_groups, size = groups.shape
-    # the mean over each group as a sparse (n_groups, n_members) averaging matrix: no (n, k, d) array
-    average = sparse.csr_matrix((np.full(groups.size, 1.0 / size, dtype=np.float32),
-                                 (np.repeat(np.arange(n_groups), size), position.ravel())),
-                                shape=(n_groups, len(members)))
-    return centres, np.asarray(average @ fpfh(points, members), dtype=np.float32)
+    n = len(context.points)
+    geometry = context.geometry(np.arange(n, dtype=np.int64))
+    ranks = (rankdata(geometry.curvature) + rankdata(geometry.residual)) / (2.0 * n)
+    _, neighbours = context.tree.query(context.points, k=min(k, n), workers=-1)
+    return ranks[np.asarray(neighbours).reshape(n, -1)].mean(axis=1)

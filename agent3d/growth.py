@@ -10,10 +10,11 @@ the scores.
   known even when every core point lies on a defect); a point is *hot* when a two-component Gaussian mixture of
   the core's and the draw's scores puts it in the higher component (:func:`hot_threshold`); each round adds the
   unscored neighbours of the hot points, those of the hottest first (at most half of what is left of the cap per
-  round), and scores the whole set again (the scorer smooths over scored neighbours: a small batch scored alone
-  comes back flat). Growth stops when no hot point has an unscored neighbour or the budget is spent: the budget is
-  a cap, and what is left of it is not scored. Every round costs a whole scoring pass, so with a scorer whose cost
-  does not follow the points scored (self-reference) growth costs several times what ``fixed`` does (docs: "Scorers and gating").
+  round), and scores the whole set again: with the cloud's scoring state (:class:`agent3d.scoring.ScoringState`,
+  which :func:`agent3d.pipeline.detect` passes to every call) only the new points are featurized and scored, and the
+  smoothing over scored neighbours (a small batch alone would come back flat) is redone over the set, so a round
+  costs in proportion to its new points. Growth stops when no hot point has an unscored neighbour or the budget is
+  spent: the budget is a cap, and what is left of it is not scored.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def grow_adaptive(points: np.ndarray, core: np.ndarray, n_budget: int,
         if len(frontier) == 0:
             break
         scored = np.union1d(scored, frontier).astype(np.int64)
-        scores = score(scored)  # the whole set again: a small batch alone is smoothed flat by the scorer
+        scores = score(scored)  # smoothed over the whole set; with a scoring state only the new points cost
         known[scored] = scores
     return scored, scores
 

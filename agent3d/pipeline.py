@@ -19,11 +19,12 @@ from agent3d.guidance import guided_scores, read_spec, resolve_reader, spec_weig
 from agent3d.llm.base import Backend
 from agent3d.sampling import sample
 from agent3d.spec import DefectSpec
-from agent3d.scoring import Scorer, SelfReferenceScorer, object_score, propagate
+from agent3d.scoring import Scorer, ScoringState, SelfReferenceScorer, object_score, propagate
 
 
 def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = None,
-           scorer: Scorer | None = None, spec: DefectSpec | None = None) -> Detection:
+           scorer: Scorer | None = None, spec: DefectSpec | None = None,
+           state: ScoringState | None = None) -> Detection:
     """Run the pipeline on one cloud.
 
     Parameters
@@ -39,6 +40,10 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         The specification of ``config.guidance`` already read (:func:`agent3d.guidance.read_spec`; the guidance
         benchmark reads each phrasing once), or one given outright (:meth:`agent3d.spec.DefectSpec.given`); by
         default ``config.guidance_reader`` reads ``config.guidance``.
+    state : ScoringState, optional
+        The cloud's scoring state (:class:`agent3d.scoring.state.ScoringState`) to reuse across detections of the
+        same cloud (the guidance benchmark's re-scoring); a fresh one by default, shared by every scoring call of
+        this detection (the coarse pass, growth rounds).
 
     Returns
     -------
@@ -61,7 +66,8 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
     weights, features = spec_weights(points, spec) if spec else (None, None)  # each point's fit to the spec
     found = Seeds(np.empty(0, dtype=np.int64))
     scorer, timer = scorer or SelfReferenceScorer(seed=config.seed), ScoringTimer()
-    score = timer.timed(lambda indices: scorer.score_samples(points, indices))
+    state = state or ScoringState(points)
+    score = timer.timed(lambda indices: scorer.score_samples(points, indices, state))
     if gating.budgeted:
         shown = sample(points, config.n_points, config.sampling, seed=config.seed)
         found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights,

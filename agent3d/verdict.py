@@ -1,6 +1,6 @@
 """The first screen's answer to "did the language model help?": for a cloud with ground truth, the run's P-AUROC
 and how many ground-truth regions got a suspect (or seed), next to the same two figures for the learned (no-LLM),
-saliency, random and all gatings on the same cloud with the same scorer and budget (no model call; seconds).
+saliency, cascade, random and all gatings on the same cloud with the same scorer and budget (no model call; seconds).
 
 When guidance weighted the scores, the ground truth is the regions of the kind the reader read most likely
 (:func:`agent3d.defects.region_kinds`; ``any``: every region), and each baseline appears twice: guided, and
@@ -19,7 +19,7 @@ from agent3d.evaluation.metrics import GroundTruth, auroc
 from agent3d.gating import TO_BEAT, strategy
 from agent3d.pipeline import detect
 
-BASELINES = ("learned", "saliency", "random", "all")
+BASELINES = ("learned", "saliency", "cascade", "random", "all")
 
 
 def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) -> dict:

@@ -49,7 +49,8 @@ def run_one(mesh: Path, n_points: int, scorer_name: str, gating: str) -> dict:
     from scipy.spatial import cKDTree
 
     from agent3d.gating import gate, random_seeds, saliency_seeds
-    from agent3d.geometry import group_features, local_geometry
+    from agent3d.features import group_features
+    from agent3d.geometry import local_geometry
     from agent3d.sampling import sample
     from agent3d.scoring import MemoryBankScorer, SelfReferenceScorer
     from agent3d.scoring.common import working_cloud

@@ -72,7 +72,7 @@ def test_models_and_doctor_describe_this_machine():
 def test_verdict_panel_and_announced_shareable_outputs(tmp_path):
     result = runner.invoke(app, ["detect", str(SAMPLE), "--gating", "saliency", "--json"])
     verdict = json.loads(result.stdout)["verdict"]
-    assert list(verdict) == ["saliency", "learned", "random", "all"] and verdict["all"]["regions_hit"] is None
+    assert list(verdict) == ["saliency", "learned", "cascade", "random", "all"] and verdict["all"]["regions_hit"] is None
     assert verdict["all"]["p_auroc"] > 0.9 and 0 <= verdict["saliency"]["regions_hit"] <= verdict["saliency"]["regions"]
     shown = runner.invoke(app, ["detect", str(SAMPLE), "--gating", "random", "--out", str(tmp_path / "r")],
                           terminal_width=200)

@@ -204,21 +204,24 @@ def test_scorer_from_the_dataset_references_beats_chance(tmp_path, scorer, expec
 
 def test_evaluate_command_writes_the_three_files(tmp_path):
     root = write_labeled(tmp_path / "d", references=False)
-    args = ["evaluate", str(root), "--gating", "saliency", "--gating", "all", "--out", str(tmp_path / "run"),
-            "--n-points", "64", "--workers", "2"]
+    args = ["evaluate", str(root), "--gating", "saliency", "--gating", "cascade", "--gating", "all", "--out",
+            str(tmp_path / "run"), "--n-points", "64", "--workers", "2"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     for key in ("p_auroc", "o_auroc", "aupro", "suspect_recall", "fraction_scored", "tokens_prompt",
                 "tokens_completion", "seconds", "per_class", "per_gating"):
         assert key in summary
-    assert set(summary["per_gating"]) == {"saliency", "all"} and summary["per_gating"]["all"]["fraction_scored"] == 1.0
-    assert summary["per_gating"]["saliency"]["fraction_scored"] == pytest.approx(0.1)
+    assert set(summary["per_gating"]) == {"saliency", "cascade", "all"}
+    assert summary["per_gating"]["all"]["fraction_scored"] == 1.0
+    for run in ("saliency", "cascade"):
+        assert summary["per_gating"][run]["fraction_scored"] == pytest.approx(0.1)
     assert summary["scorer"] == "self-reference" and summary["per_gating"]["all"]["suspect_recall"] is None
     for run in ("saliency", "all"):  # the scorer's share of the time is split out
         assert 0 < summary["per_gating"][run]["scoring_seconds"] <= summary["per_gating"][run]["seconds"]
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "| saliency |" in report and "| all |" in report
+    assert "| saliency |" in report and "| cascade |" in report and "| all |" in report
+    assert "cascade - all P-AUROC" in report  # every run against all, paired
     assert "P-AUROC" in result.stdout and "saliency" in result.stdout
     assert (tmp_path / "run" / "roc.png").read_bytes()[:4] == b"\x89PNG"
     again = runner.invoke(app, args[:-2] + ["--budget", "0.3"])

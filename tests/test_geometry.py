@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent3d.geometry import fpfh, local_geometry
+from agent3d.features import fpfh
+from agent3d.geometry import local_geometry
 
 
 def grid_plane(n_side: int = 40, spacing: float = 1.0) -> np.ndarray:

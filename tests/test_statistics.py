@@ -86,7 +86,9 @@ def test_evaluate_reports_intervals_and_paired_tests(tmp_path):
     assert low <= saliency["p_auroc"] <= high and summary["bootstrap"] == 300
     versus = saliency["versus"]["random"]["p_auroc"]
     assert versus["diff"] == pytest.approx(saliency["p_auroc"] - summary["per_run"]["random"]["p_auroc"], abs=1e-3)
-    assert 0 < versus["p"] <= 1 and set(summary["per_run"]["all"]["versus"]) == {"random", "saliency"}
+    assert 0 < versus["p"] <= 1 and summary["per_run"]["all"]["versus"] == {}  # every other run against all
+    assert {name: set(run["versus"]) for name, run in summary["per_run"].items()} == {
+        "saliency": {"all", "random"}, "random": {"all"}, "all": set()}
     line = f"saliency - random P-AUROC: {versus['diff']:+.3f} [{versus['interval'][0]:+.3f}, {versus['interval'][1]:+.3f}]"
     assert line in (tmp_path / "run" / "report.md").read_text() and line in result.stdout
     assert line in (tmp_path / "run" / "report.html").read_text()

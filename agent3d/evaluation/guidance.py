@@ -232,10 +232,10 @@ class _Kept:
     def __getattr__(self, name):
         return getattr(self.scorer, name)
 
-    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def score_samples(self, points: np.ndarray, indices: np.ndarray, state=None) -> np.ndarray:
         key = hashlib.sha1(np.ascontiguousarray(indices).tobytes()).hexdigest()
         if key not in self.kept:
-            self.kept[key] = self.scorer.score_samples(points, indices)
+            self.kept[key] = self.scorer.score_samples(points, indices, state)
         return self.kept[key]
 
 

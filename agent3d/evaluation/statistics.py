@@ -29,7 +29,7 @@ from agent3d.evaluation.metrics import FPR_LIMIT
 
 METRICS = ("p_auroc", "o_auroc", "aupro", "ap", "suspect_recall")
 PAIRED = ("p_auroc", "aupro", "suspect_recall")
-BASELINES = ("random", "saliency", "learned")
+BASELINES = ("all", "random", "saliency", "learned", "cascade")  # every run is compared with those that ran
 RELIABLE_N = 10  # fewer samples per class than this: an interval is marked unreliable
 EXACT_MAX = 1024  # at most this many swap patterns (10 samples): the permutation test enumerates them all
 

@@ -1,8 +1,9 @@
 """Classical anomaly scoring of the gated points, and propagation to the whole cloud.
 
 Every scorer is a scikit-learn-style estimator (:class:`~agent3d.scoring.common.ScorerBase`): ``fit(references)``
-returns the scorer, ``score_samples(points, indices)`` scores those points of a cloud and writes nothing on the
-scorer, so one fitted scorer may serve many threads; ``register(points)`` gives the alignment a reference-based
+returns the scorer, ``score_samples(points, indices, state)`` scores those points of a cloud and writes nothing on
+the scorer, so one fitted scorer may serve many threads (what a cloud costs whatever is scored is kept in that
+cloud's :class:`~agent3d.scoring.state.ScoringState`); ``register(points)`` gives the alignment a reference-based
 scorer uses (None otherwise). One module per scorer:
 
 - :mod:`~agent3d.scoring.self_reference` (no reference): FPFH rarity within the cloud itself;
@@ -21,10 +22,11 @@ from agent3d.scoring.fused import FusedScorer
 from agent3d.scoring.memory_bank import MemoryBankScorer
 from agent3d.scoring.registration import Registration, RegistrationError, RegistrationScorer
 from agent3d.scoring.self_reference import SelfReferenceScorer
+from agent3d.scoring.state import ScoringState
 
 __all__ = ["SCORERS", "OBJECT_SCORES", "Scorer", "ScorerBase", "FusedScorer", "MemoryBankScorer", "Registration",
-           "RegistrationError", "RegistrationScorer", "SelfReferenceScorer", "build_scorer", "resolve_scorer",
-           "object_score", "propagate"]
+           "RegistrationError", "RegistrationScorer", "ScoringState", "SelfReferenceScorer", "build_scorer",
+           "resolve_scorer", "object_score", "propagate"]
 
 
 Scorer = ScorerBase  # the protocol every scorer follows (:class:`agent3d.scoring.common.ScorerBase`)

@@ -1,5 +1,5 @@
-"""What every scorer shares: the estimator base, the working cloud of large scans, nearest-neighbour indices over
-features, interpolation of scores to other points, and smoothing over neighbours."""
+"""What every scorer shares: the estimator base, scoring at the working cloud's resolution, nearest-neighbour
+indices over features, interpolation of scores to other points, and smoothing over neighbours."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ from scipy.spatial import cKDTree
 from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 
+from agent3d.scoring.state import MAX_WORKING_POINTS, ScoringState, working_cloud
+
 CHUNK = 16384  # query points per batch, bounds memory on large clouds
-MAX_WORKING_POINTS = 100_000
 
 
 class ScorerBase(BaseEstimator):
     """A scikit-learn-style scorer: constructor arguments are its parameters (``get_params``, ``clone``),
     ``fit(references, sources)`` returns self, fitted attributes end in ``_``, and
-    ``score_samples(points, indices)`` writes nothing on ``self``, so one fitted scorer serves many threads.
+    ``score_samples(points, indices, state=None)`` writes nothing on ``self``, so one fitted scorer serves many
+    threads; what it computes of a cloud whatever is scored goes to that cloud's
+    :class:`~agent3d.scoring.state.ScoringState`, so later calls with it pay only for their new points.
 
     Attributes
     ----------
@@ -35,28 +38,17 @@ class ScorerBase(BaseEstimator):
         uses, or None for a scorer that registers nothing."""
         return None
 
-    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def score_samples(self, points: np.ndarray, indices: np.ndarray,
+                      state: ScoringState | None = None) -> np.ndarray:
         """Anomaly scores (higher = more anomalous) of ``points[indices]``: ndarray of shape (n_scored,),
-        float64, for ``points`` of shape (n_points, 3), float64 and ``indices`` of shape (n_scored,), int64."""
+        float64, for ``points`` of shape (n_points, 3), float64 and ``indices`` of shape (n_scored,), int64;
+        ``state`` (:class:`~agent3d.scoring.state.ScoringState` of ``points``) keeps what the cloud costs once
+        (the same scores as without it)."""
         raise NotImplementedError
 
 
-def working_cloud(points: np.ndarray, max_points: int = MAX_WORKING_POINTS, seed: int = 0) -> np.ndarray:
-    """Indices of the points features are computed on: all of them, or for large scans a seeded
-    uniform random subsample of ``max_points`` (features describe local shape, which a fifth of a
-    dense scan still carries; O(n), unlike a voxel grid whose size must be searched for).
-
-    Returns
-    -------
-    ndarray of shape (min(max_points, n_points),), int64, sorted
-    """
-    if len(points) <= max_points:
-        return np.arange(len(points), dtype=np.int64)
-    return np.sort(np.random.default_rng(seed).choice(len(points), size=max_points, replace=False))
-
-
 def at_working_resolution(points: np.ndarray, indices: np.ndarray, max_points: int, score_working,
-                          seed: int = 0) -> np.ndarray:
+                          seed: int = 0, state: ScoringState | None = None) -> np.ndarray:
     """Score ``indices`` of a cloud by scoring its working cloud near them, then interpolating back.
 
     Parameters
@@ -65,10 +57,12 @@ def at_working_resolution(points: np.ndarray, indices: np.ndarray, max_points: i
     indices : ndarray of shape (n_scored,), int64
     max_points : int
         Working-cloud size limit (see :func:`working_cloud`).
-    seed : int, default 0
     score_working : callable
-        ``score_working(work_points, local) -> (positions (m, 3), scores (m,))`` scores the working
-        points ``local`` (the nearest working point of every scored point).
+        ``score_working(work, local) -> (positions (m, 3), scores (m,))`` scores the working points ``local`` of
+        ``work`` (:class:`agent3d.scoring.state.WorkingState`; the nearest working point of every scored point).
+    seed : int, default 0
+    state : ScoringState, optional
+        This cloud's scoring state, reused across calls; a fresh one when None (the same scores).
 
     Returns
     -------
@@ -77,12 +71,8 @@ def at_working_resolution(points: np.ndarray, indices: np.ndarray, max_points: i
     """
     if len(indices) == 0:
         return np.empty(0)
-    work = points[working_cloud(points, max_points, seed)]
-    if len(work) == len(points):
-        local = np.unique(indices)
-    else:
-        local = np.unique(cKDTree(work).query(points[indices], workers=-1)[1])
-    positions, scores = score_working(work, local)
+    work = (state or ScoringState(points)).working(points, max_points, seed)
+    positions, scores = score_working(work, work.local(points, indices))
     return interpolate(positions, scores, points[indices])
 
 

@@ -14,6 +14,7 @@ from sklearn.base import clone
 from agent3d.scoring.common import ScorerBase
 from agent3d.scoring.memory_bank import MemoryBankScorer
 from agent3d.scoring.registration import RegistrationScorer
+from agent3d.scoring.state import ScoringState
 
 COMBINES = ("mean", "max")
 
@@ -101,9 +102,10 @@ class FusedScorer(ScorerBase):
         """The registration part's alignment of ``points`` (see :meth:`RegistrationScorer.register`)."""
         return self.scorers_["registration"].register(points)
 
-    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """Fused scores of ``indices``, shape (n_scored,), float64 (unit-free)."""
-        parts = np.stack([scorer.score_samples(points, indices) / self.scales_[name]
+    def score_samples(self, points: np.ndarray, indices: np.ndarray,
+                      state: ScoringState | None = None) -> np.ndarray:
+        """Fused scores of ``indices``, shape (n_scored,), float64 (unit-free); ``state`` serves both parts."""
+        parts = np.stack([scorer.score_samples(points, indices, state) / self.scales_[name]
                           for name, scorer in self.scorers_.items()])
         return parts.mean(axis=0) if self.combine == "mean" else parts.max(axis=0)
 

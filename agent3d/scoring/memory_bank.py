@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from agent3d.geometry import group_features
+from agent3d.features import group_centres, group_features, group_means
 from agent3d.sampling import farthest_first
 from agent3d.scoring.common import (
     MAX_WORKING_POINTS,
@@ -18,6 +18,7 @@ from agent3d.scoring.common import (
     nearest_neighbours,
     working_cloud,
 )
+from agent3d.scoring.state import ScoringState, WorkingState
 
 
 class MemoryBankScorer(ScorerBase):
@@ -92,7 +93,8 @@ class MemoryBankScorer(ScorerBase):
         self.sources_ = list(sources or [])
         return self
 
-    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def score_samples(self, points: np.ndarray, indices: np.ndarray,
+                      state: ScoringState | None = None) -> np.ndarray:
         """Anomaly scores of the given points: group distances to the bank, interpolated to the points.
 
         Parameters
@@ -101,18 +103,26 @@ class MemoryBankScorer(ScorerBase):
             The full test cloud.
         indices : ndarray of shape (n_scored,), int64
             Points to score; groups are centred among them, features use the full cloud.
+        state : ScoringState, optional
+            The cloud's scoring state: features and every group's distance already computed are reused; the same
+            scores as a fresh state.
 
         Returns
         -------
         scores : ndarray of shape (n_scored,), float64
             Inverse-distance weighted mean of the 3 nearest group scores (a smoothing over neighbours).
         """
-        return at_working_resolution(points, indices, self.max_points, self._score_working, self.seed)
+        return at_working_resolution(points, indices, self.max_points, self._score_working, self.seed, state)
 
-    def _score_working(self, points: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        centres, features = group_features(points, indices, self.group_size, self.stride, self.seed)
-        distance, _ = self.index_.kneighbors(features, n_neighbors=min(self.n_neighbours, len(self.bank_)))
-        return points[centres], distance.mean(axis=1)
+    def _score_working(self, work: WorkingState, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        centres = group_centres(work.points, local, work.features.spacing, self.stride)
+        distances = work.raw(("memory-bank", id(self.bank_), self.group_size, self.n_neighbours))
+        fresh = centres[np.isnan(distances[centres])]
+        if len(fresh):
+            features = group_means(work.features, fresh, self.group_size)
+            distance, _ = self.index_.kneighbors(features, n_neighbors=min(self.n_neighbours, len(self.bank_)))
+            distances[fresh] = distance.mean(axis=1)
+        return work.points[centres], distances[centres]
 
 
 def greedy_coreset(features: np.ndarray, n_keep: int, seed: int = 0, projection_dim: int = 32) -> np.ndarray:

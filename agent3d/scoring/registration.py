@@ -18,6 +18,7 @@ import numpy as np
 from agent3d.base import InputError
 from agent3d.geometry import median_spacing, open3d_serial
 from agent3d.scoring.common import ScorerBase, smooth, working_cloud
+from agent3d.scoring.state import ScoringState
 
 VOXEL_FRACTION = 0.02  # voxel edge for the coarse stage, as a fraction of the bounding-box diagonal
 MIN_FITNESS = 0.5
@@ -219,8 +220,10 @@ class RegistrationScorer(ScorerBase):
                 self._memo.popitem(last=False)
         return found
 
-    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """Scores of ``indices`` (shape (n_scored,), float64, in the reference's units).
+    def score_samples(self, points: np.ndarray, indices: np.ndarray,
+                      state: ScoringState | None = None) -> np.ndarray:
+        """Scores of ``indices`` (shape (n_scored,), float64, in the reference's units). The alignment is computed
+        once per cloud (:meth:`register`); the distances are cheap, so ``state`` keeps nothing more.
 
         Raises
         ------

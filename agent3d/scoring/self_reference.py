@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from agent3d.geometry import fpfh, median_spacing
+from agent3d.geometry import median_spacing
 from agent3d.sampling import farthest_point_sampling
 from agent3d.scoring.common import (
     CHUNK,
@@ -17,6 +17,7 @@ from agent3d.scoring.common import (
     smooth,
     working_cloud,
 )
+from agent3d.scoring.state import ScoringState, WorkingState
 
 
 class SelfReferenceScorer(ScorerBase):
@@ -54,7 +55,8 @@ class SelfReferenceScorer(ScorerBase):
         self.sources_ = []
         return self
 
-    def score_samples(self, points: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def score_samples(self, points: np.ndarray, indices: np.ndarray,
+                      state: ScoringState | None = None) -> np.ndarray:
         """Anomaly scores of the given points (higher = more anomalous).
 
         Parameters
@@ -63,30 +65,39 @@ class SelfReferenceScorer(ScorerBase):
             The full cloud, which is also the source of the bank.
         indices : ndarray of shape (n_scored,), int64
             Points to score.
+        state : ScoringState, optional
+            The cloud's scoring state: the bank, its features and every point's rarity already computed are reused
+            (only new points are featurized), then the rarities are smoothed over the scored set; the same scores
+            as a fresh state.
 
         Returns
         -------
         scores : ndarray of shape (n_scored,), float64
             Smoothed mean distance to the nearest allowed bank features (unit-free).
         """
-        return at_working_resolution(points, indices, self.max_points, self._score_working, self.seed)
+        return at_working_resolution(points, indices, self.max_points, self._score_working, self.seed, state)
 
-    def _score_working(self, points: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _score_working(self, work: WorkingState, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bank = work.memo(("self-reference bank", self.bank_size, self.exclusion), lambda: self._bank(work))
+        rarity = work.raw(("self-reference", self.bank_size, self.exclusion, self.n_neighbours))
+        fresh = local[np.isnan(rarity[local])]
+        for i in range(0, len(fresh), CHUNK):
+            chunk = fresh[i:i + CHUNK]
+            rarity[chunk] = self._rarity(work.points, chunk, work.features.fpfh(chunk), *bank)
+        return work.points[local], smooth(work.points[local], rarity[local], self.smoothing)
+
+    def _bank(self, work: WorkingState) -> tuple:
+        """The bank's point indices, their k-d tree, the exclusion radius and a nearest-neighbour index over their
+        FPFH."""
+        points = work.points
         # FPS over a random candidate set of 4x the bank size: near-uniform, and cheap on large clouds
         candidates = working_cloud(points, 4 * self.bank_size, self.seed)
         bank_index = np.sort(candidates[farthest_point_sampling(points[candidates], self.bank_size, seed=self.seed)])
         spatial = cKDTree(points[bank_index])
         radius = self.exclusion * median_spacing(points[bank_index], spatial, n_probe=len(bank_index))
-        # one FPFH pass (and one normal estimation) for the bank and the scored points together
-        members, position = np.unique(np.concatenate([bank_index, indices]), return_inverse=True)
-        both = fpfh(points, members)
-        bank, features = nearest_neighbours(both[position[:len(bank_index)]]), both[position[len(bank_index):]]
-        rarity = np.concatenate([
-            self._rarity(points, indices[i:i + CHUNK], features[i:i + CHUNK], bank, bank_index, spatial, radius)
-            for i in range(0, len(indices), CHUNK)])
-        return points[indices], smooth(points[indices], rarity, self.smoothing)
+        return bank_index, spatial, radius, nearest_neighbours(work.features.fpfh(bank_index))
 
-    def _rarity(self, points, indices, features, bank, bank_index, spatial, radius) -> np.ndarray:
+    def _rarity(self, points, indices, features, bank_index, spatial, radius, bank) -> np.ndarray:
         """Mean feature distance to the nearest bank entries outside the exclusion radius."""
         centres = points[indices]
         # ask for enough feature neighbours that every spatially close bank entry can be skipped
