@@ -20,7 +20,8 @@ MAX_SEED = 2**32 - 1  # llama.cpp's and NumPy's legacy seeds are 32-bit
 MAX_SHOWN = 100_000  # points shown to a language model (64 fit SmolLM2-135M's context)
 DAY = 86_400.0  # seconds
 
-TUNE_METHODS = ("lora", "prompt", "head", "prompt-head", "lora-head", "features", "guidance", "guidance-lora")
+TUNE_METHODS = ("lora", "prompt", "head", "prompt-head", "lora-head", "features", "guidance", "guidance-lora",
+                "guidance-verbalizer")
 
 # the options each backend uses beyond --model and --no-cache; any other one given is refused (one line, exit 2)
 BACKEND_OPTIONS = {"llama-cpp": ("adapter",), "openai": ("base_url", "timeout", "retry_seconds"),
@@ -165,8 +166,10 @@ class TuneConfig(BaseModel):
                                           "prompt-head / lora-head (virtual tokens or LoRA trained through the model "
                                           "with that head), features (the learned no-LLM baseline), guidance "
                                           "(a probe reading a guidance text into a defect specification; the "
-                                          "dataset is a guidance set, or 'generated') or guidance-lora (LoRA and "
-                                          "heads through the model on 'generated' phrasings).")
+                                          "dataset is a guidance set, or 'generated'), guidance-lora (LoRA and "
+                                          "heads through the model on 'generated' phrasings) or "
+                                          "guidance-verbalizer (the same, its kind head started as the model's "
+                                          "own next-word choice among raised / sunk / all).")
     steps: int = Field(1000, ge=1, le=10_000_000, description="Optimizer steps (one example each).")
     minutes: float | None = Field(None, gt=0, le=7 * DAY / 60, description="lora / prompt: stop after this many "
                                                                            "minutes instead.")

@@ -31,7 +31,8 @@ from agent3d.guidance_sets import MAX_GUIDANCE_TEXT
 from agent3d.spec import FEATURES, KINDS, SIZES, DefectSpec
 
 NOTE = 'An inspector wrote: "{}"\nIn one word, the defects the inspector wants reported are'
-POOLINGS = {"text mean": (None, None), "note, last 8 tokens": (NOTE, 8)}  # template, last tokens averaged
+POOLINGS = {"text mean": (None, None), "note, last 8 tokens": (NOTE, 8),  # template, last tokens averaged
+            "note, last token": (NOTE, 1)}
 ARRAYS = ("mean", "scale", "coef", "intercept", "normal_coef", "normal_intercept", "size_coef", "size_intercept")
 SHARPNESS = 1.0  # point spacings of signed displacement over which a point's weight goes from 0.27 to 0.73
 

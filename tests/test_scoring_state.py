@@ -98,3 +98,13 @@ def test_the_cascade_is_seeded_and_scores_a_bump_no_reading_names():
     chance = detect(cloud, config.model_copy(update={"gating": "random"}))
     assert found.scored.sum() == 600 and found.scored[labels > 0].mean() > max(0.8, chance.scored[labels > 0].mean())
     assert found.scores[labels > 0].mean() > np.quantile(found.scores[found.scored & (labels == 0)], 0.9)
+
+
+def test_the_self_reference_bank_is_the_set_farthest_point_sampling_chooses():
+    from agent3d.sampling import farthest_point_sampling
+    from agent3d.scoring.self_reference import farthest_point_set
+
+    for seed, points in enumerate((wavy_surface(5000), lumpy_sphere(6000), np.random.default_rng(1).random((3000, 3)))):
+        np.testing.assert_array_equal(farthest_point_set(points, 700, seed),
+                                      np.sort(farthest_point_sampling(points, 700, seed)))
+    assert len(farthest_point_set(points, 5000)) == 3000  # asked for more than there are: every point

@@ -49,7 +49,7 @@ def tune(
     with exit_codes():
         config = config_from(TuneConfig, options)
     method, minutes, steps, seed = config.method, config.minutes, config.steps, config.seed
-    if method in ("guidance", "guidance-lora"):
+    if method.startswith("guidance"):
         return _tune_guidance(method, dataset, out, model, seed)
     if method in LINES:
         return _tune_probe(method, dataset, out, val, model, prompt, prompts_dir, n_points, samplings, guidance,
@@ -99,18 +99,23 @@ def _tune_probe(method: str, dataset: list[Path], out: Path, val: list[Path], mo
 def _tune_guidance(method: str, dataset: list[Path], out: Path, model, seed: int) -> None:
     """``--method guidance``: a probe guidance reader on the train phrasings of one guidance set (``embedded``: the
     shipped one), or on generated phrasings (``generated``); ``--method guidance-lora``: LoRA and heads trained
-    through the model on generated phrasings."""
+    through the model on generated phrasings; ``guidance-verbalizer``: the same, the kind head started as the model's
+    next-word choice among one word per kind."""
     say = Console(stderr=True).print
     with exit_codes():
-        if len(dataset) != 1 or (method == "guidance-lora" and str(dataset[0]) != "generated"):
+        if len(dataset) != 1 or (method != "guidance" and str(dataset[0]) != "generated"):
             raise InputError(f"--method {method}", "takes one guidance set (a TOML file, 'embedded', or 'generated': "
-                                                   "phrasings of agent3d.guidance_corpus; guidance-lora: 'generated')")
+                                                   "phrasings of agent3d.guidance_corpus; guidance-lora and "
+                                                   "guidance-verbalizer: 'generated')")
         if str(dataset[0]) == "generated":
             from agent3d.tuning.probe_reader import tune_probe_reader
-            from agent3d.tuning.reader import tune_reader
+            from agent3d.tuning.reader import VERBALIZER, tune_reader
 
-            train = tune_reader if method == "guidance-lora" else tune_probe_reader
-            record = train(out, model or "gemma-3-270m", seed=seed, on_progress=say)
+            if method == "guidance":
+                record = tune_probe_reader(out, model or "gemma-3-270m", seed=seed, on_progress=say)
+            else:
+                record = tune_reader(out, model or "gemma-3-270m", seed=seed, on_progress=say,
+                                     verbalizer=VERBALIZER if method == "guidance-verbalizer" else None)
             Console().print(f"wrote {out} ({method} reader on {record['base_model']['name']}, abstains below "
                             f"{record['abstain_below']}, {record['seconds']:.0f} s)")
             return

@@ -5,7 +5,10 @@ and three linear heads on the standardised pooled state, each started from the f
 probe (linear probing, then fine-tuning: Kumar et al., ICLR 2022) — kind (raised / sunk / any, softmax), normal features (edges / corners / holes, one sigmoid
 each), size (small / large / any, softmax) — are trained together on phrasings of :mod:`agent3d.guidance_corpus`,
 read inside the note of :data:`agent3d.guidance.NOTE`, the final states of its last 8 tokens averaged (the states
-llama.cpp returns in embedding mode). A fifth of the generator's constructions (templates) is held apart: the
+llama.cpp returns in embedding mode). With a verbalizer (``--method guidance-verbalizer``) the kind head reads the note's
+last state and starts as the model's own output layer restricted to one word per kind (the unembedding rows of
+" raised", " sunk", " all": the model's next-word choice among them, a verbalizer as in PET, Schick & Schütze, EACL
+2021), so tuning starts from what the pretrained model already makes of the words. A fifth of the generator's constructions (templates) is held apart: the
 abstention threshold is chosen on their phrasings, the lowest kind probability at which the reader's kind is right
 for at least 0.95 of them, and their accuracy is recorded (choice on training data only; the hand-written held-out
 set is never read here). The adapter is written as a llama.cpp LoRA GGUF (``adapter.gguf``), so detection reads with
@@ -28,6 +31,7 @@ from agent3d.llm.transformers import load_base, model_identity
 from agent3d.spec import FEATURES, KINDS, SIZES
 
 LAST, RANK, BATCH, ADAPTER_RATE, HEAD_RATE, PROBE_C = 8, 8, 8, 5e-4, 1e-3, 0.1
+VERBALIZER = (" raised", " sunk", " all")  # one word per kind of agent3d.spec.KINDS, each one token in Gemma 3
 GGUF_NAMES = {"q_proj": "attn_q", "v_proj": "attn_v"}  # peft module -> llama.cpp tensor (Gemma 3: no permutation)
 
 
@@ -67,7 +71,7 @@ def abstention_threshold(probabilities: np.ndarray, kinds: np.ndarray, target: f
 class ReaderModel:
     """The adapted model and its heads during training (torch)."""
 
-    def __init__(self, model: str | None, seed: int):
+    def __init__(self, model: str | None, seed: int, verbalizer: tuple[str, ...] | None = None):
         import torch
         from peft import LoraConfig, get_peft_model
 
@@ -83,13 +87,19 @@ class ReaderModel:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.verbalizer, self.last = verbalizer, 1 if verbalizer else LAST
+        if verbalizer:
+            words = [self.tokenizer(word, add_special_tokens=False)["input_ids"] for word in verbalizer]
+            if any(len(ids) != 1 for ids in words):
+                raise ValueError(f"every verbalizer word must be one token, got {words}")
+            self.word_rows = base.get_output_embeddings().weight[[ids[0] for ids in words]].detach().clone()
 
     def pooled(self, texts: list[str]):
         batch = self.tokenizer([NOTE.format(t) for t in texts], return_tensors="pt", padding=True)
         positions = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
         states = self.decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                               position_ids=positions).last_hidden_state
-        return states[:, -LAST:].mean(dim=1)
+        return states[:, -self.last:].mean(dim=1)
 
     def probe_start(self, corpus: list[dict], say: Callable[[str], None]) -> None:
         """Linear probing first (LP-FT: Kumar et al., ICLR 2022): the frozen model's pooled states standardised
@@ -101,10 +111,17 @@ class ReaderModel:
             states = np.vstack([self.pooled([e["text"] for e in corpus[start:start + 32]]).numpy()
                                 for start in range(0, len(corpus), 32)])
         self.mean, self.scale = states.mean(axis=0), states.std(axis=0) + 1e-6
+        if self.verbalizer:  # the kind head reads the raw state as the output layer does; the others are folded
+            self.mean, self.scale = np.zeros_like(self.mean), np.ones_like(self.scale)
         standard = (states - self.mean) / self.scale
         kind, normal, size = targets(corpus)
         with torch.no_grad():
-            for field, labels in (("kind", kind), ("size", size)):
+            if self.verbalizer:
+                self.heads["kind"].weight.copy_(self.word_rows)
+                self.heads["kind"].bias.zero_()
+                say(f"verbalizer {self.verbalizer}: zero-shot training accuracy "
+                    f"{(self.heads['kind'](torch.as_tensor(states)).argmax(1).numpy() == kind).mean():.3f}")
+            for field, labels in (("size", size),) if self.verbalizer else (("kind", kind), ("size", size)):
                 probe = LogisticRegression(C=PROBE_C, max_iter=3000).fit(standard, labels)
                 self.heads[field].weight.copy_(torch.as_tensor(probe.coef_, dtype=torch.float32))
                 self.heads[field].bias.copy_(torch.as_tensor(probe.intercept_, dtype=torch.float32))
@@ -202,7 +219,7 @@ class ReaderModel:
 
 
 def tune_reader(out: Path, model: str | None = "gemma-3-270m", n: int = 3000, epochs: int = 1, seed: int = 0,
-                on_progress: Callable[[str], None] | None = None) -> dict:
+                on_progress: Callable[[str], None] | None = None, verbalizer: tuple[str, ...] | None = None) -> dict:
     """Train and write a LoRA guidance reader (``guidance.npz``, ``guidance.json``, ``adapter.gguf``).
 
     Parameters
@@ -215,6 +232,9 @@ def tune_reader(out: Path, model: str | None = "gemma-3-270m", n: int = 3000, ep
     epochs : int, default 1
     seed : int, default 0
     on_progress : callable, optional
+    verbalizer : tuple of str, optional
+        One word per kind (:data:`VERBALIZER`): the kind head starts as the model's output layer for those words, on
+        the note's last state; None: the pooled last 8 states and a probe start.
 
     Returns
     -------
@@ -228,7 +248,7 @@ def tune_reader(out: Path, model: str | None = "gemma-3-270m", n: int = 3000, ep
     apart = template_split(corpus, seed=seed)
     train = [e for e, a in zip(corpus, apart) if not a]
     held = [e for e, a in zip(corpus, apart) if a]
-    reader = ReaderModel(model, seed)
+    reader = ReaderModel(model, seed, verbalizer)
     say(f"{len(train)} phrasings to train on, {len(held)} of held-apart templates")
     reader.fit(train, epochs, say, seed)
     probabilities = reader.predict([e["text"] for e in held])
@@ -240,9 +260,10 @@ def tune_reader(out: Path, model: str | None = "gemma-3-270m", n: int = 3000, ep
                "abstained": float((probabilities["kind"].max(1) < threshold).mean())}
     say(f"held-apart templates: {figures}; abstain below {threshold}")
     identity = reader.identity
-    record = {"method": "guidance-lora", "base_model": {"name": identity.name, "sha256": identity.sha256,
-                                                        "model": str(model or "smollm2-135m")},
-              "pooling": "note, last 8 tokens", "note": NOTE, "last_tokens": LAST, "adapter": "adapter.gguf",
+    record = {"method": "guidance-verbalizer" if verbalizer else "guidance-lora",
+              "base_model": {"name": identity.name, "sha256": identity.sha256, "model": str(model or "smollm2-135m")},
+              "pooling": "note, last token" if verbalizer else "note, last 8 tokens", "note": NOTE,
+              "last_tokens": reader.last, "verbalizer": list(verbalizer or []), "adapter": "adapter.gguf",
               "lora": {"rank": RANK, "alpha": 2 * RANK, "target_modules": list(GGUF_NAMES)},
               "corpus": {"generator": "agent3d.guidance_corpus", "n": n, "seed": seed, "train": len(train),
                          "held_apart_templates": len(held)},
