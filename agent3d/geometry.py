@@ -1,4 +1,5 @@
-"""Local geometry of a point cloud: normals, curvature, plane residual, density (FPFH: :mod:`agent3d.features`).
+"""Local geometry of a point cloud: normals, curvature, plane residual, density, surface variation (FPFH:
+:mod:`agent3d.features`).
 
 Every quantity uses k-nearest-neighbour neighbourhoods in the full cloud, so nothing depends on
 the cloud's units. Computations are vectorized over points (batched 3x3 eigen-decompositions).
@@ -14,7 +15,8 @@ from functools import cached_property
 
 import numpy as np
 from scipy.spatial import cKDTree
-from scipy.stats import rankdata
+
+from agent3d.sampling import MAX_WORKING_POINTS, working_cloud
 
 _OPEN3D = threading.RLock()
 
@@ -178,23 +180,41 @@ def median_spacing(points: np.ndarray, tree: cKDTree | None = None, seed: int = 
     return float(np.median(tree.query(points[probe], k=2, workers=-1)[0][:, 1]))
 
 
-def salience(context: CloudContext, k: int = NORMAL_NEIGHBOURS) -> np.ndarray:
-    """Every point's curvature rank plus plane-residual rank (the saliency rule's score, :class:`LocalGeometry`), at
-    full resolution, averaged over its ``k`` nearest neighbours (a region stands out, a lone noisy point less).
+
+def surface_variation(points: np.ndarray, k: int = 128, max_points: int = MAX_WORKING_POINTS, seed: int = 0,
+                      chunk: int = 16384) -> np.ndarray:
+    """Every point's surface variation over a wide neighbourhood: lambda_0 / (lambda_0 + lambda_1 + lambda_2) of its
+    ``k`` nearest neighbours (Pauly, Gross & Kobbelt, IEEE Vis 2002), a cheap anomaly score of the whole cloud.
+
+    Clouds above ``max_points`` are measured on their working cloud (:func:`agent3d.sampling.working_cloud`) with
+    ``k`` scaled by its share of the points (the same neighbourhood in the cloud's units), and every point takes its
+    nearest working point's value.
 
     Parameters
     ----------
-    context : CloudContext
-        Of the full cloud (its tree and geometry are reused).
-    k : int, default 16
+    points : ndarray of shape (n_points, 3), float64
+    k : int, default 128
+        Neighbours at the cloud's full density.
+    max_points : int, default 100000
+    seed : int, default 0
+        Of the working cloud.
+    chunk : int, default 16384
+        Points per batch (bounds memory: chunk x k x 3 float64).
 
     Returns
     -------
     ndarray of shape (n_points,), float64
-        In (0, 1]: the summed ranks over twice the number of points.
+        In [0, 1/3].
     """
-    n = len(context.points)
-    geometry = context.geometry(np.arange(n, dtype=np.int64))
-    ranks = (rankdata(geometry.curvature) + rankdata(geometry.residual)) / (2.0 * n)
-    _, neighbours = context.tree.query(context.points, k=min(k, n), workers=-1)
-    return ranks[np.asarray(neighbours).reshape(n, -1)].mean(axis=1)
+    work = working_cloud(points, max_points, seed)
+    sub = points[work]
+    k = max(3, min(len(sub), int(round(k * len(sub) / len(points)))))
+    tree = cKDTree(sub)
+    variation = np.empty(len(sub))
+    for start in range(0, len(sub), chunk):
+        _, neighbours = tree.query(sub[start:start + chunk], k=k, workers=-1)
+        eigenvalues, _ = _local_pca(sub[np.asarray(neighbours).reshape(-1, k)])
+        variation[start:start + chunk] = eigenvalues[:, 0] / np.maximum(eigenvalues.sum(axis=1), 1e-300)
+    if len(sub) == len(points):
+        return variation
+    return variation[tree.query(points, workers=-1)[1]]

@@ -73,11 +73,11 @@ def detect(cloud: PointCloud, config: DetectConfig, backend: Backend | None = No
         found = gating.seeds(CloudContext(points, seed=config.seed), shown, config, backend, weights,
                              score if gating.needs_scorer else None, features)
     if gating.budgeted and config.growth == "adaptive":  # half the budget around the seeds, then along hot scores
-        core = gating.select(points, found.indices, config.budget / 2, found.scored)
+        core = gating.select(points, found.indices, config.budget / 2, found.scored, found.ranking)
         scored, point_scores = grow_adaptive(points, core, budget_count(len(points), config.budget), score,
                                              config.seed)
     else:
-        scored = gating.select(points, found.indices, config.budget, found.scored)
+        scored = gating.select(points, found.indices, config.budget, found.scored, found.ranking)
         point_scores = score(scored)
     registration = scorer.register(points) if len(scored) else None  # remembered from scoring: no second run
     mask = np.zeros(len(cloud), dtype=bool)

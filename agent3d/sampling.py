@@ -1,4 +1,5 @@
-"""Choosing the points the language model sees: voxel downsampling and farthest point sampling.
+"""Choosing points: the ones the language model sees (voxel downsampling, farthest point sampling) and the working
+cloud of a large scan that features are computed on.
 
 Every sampler returns indices into the full cloud, so each sampled point keeps its identity.
 """
@@ -8,6 +9,22 @@ from __future__ import annotations
 import numpy as np
 
 from agent3d.base import SAMPLERS
+
+MAX_WORKING_POINTS = 100_000
+
+
+def working_cloud(points: np.ndarray, max_points: int = MAX_WORKING_POINTS, seed: int = 0) -> np.ndarray:
+    """Indices of the points features are computed on: all of them, or for large scans a seeded
+    uniform random subsample of ``max_points`` (features describe local shape, which a fifth of a
+    dense scan still carries; O(n), unlike a voxel grid whose size must be searched for).
+
+    Returns
+    -------
+    ndarray of shape (min(max_points, n_points),), int64, sorted
+    """
+    if len(points) <= max_points:
+        return np.arange(len(points), dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(len(points), size=max_points, replace=False))
 
 
 def farthest_point_sampling(points: np.ndarray, n_samples: int, seed: int = 0) -> np.ndarray:

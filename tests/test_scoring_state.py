@@ -94,7 +94,7 @@ def test_the_cascade_is_seeded_and_scores_a_bump_no_reading_names():
     cloud = PointCloud(bumped, labels=labels.astype(np.uint8), source="bump")
     config = DetectConfig(gating="cascade", max_suspects=2, budget=0.1)
     found, again = detect(cloud, config), detect(cloud, config)
-    assert found.seeds == again.seeds and np.array_equal(found.scores, again.scores)
+    assert found.seeds == again.seeds and np.array_equal(found.scores, again.scores) and len(found.seeds) == 2
     chance = detect(cloud, config.model_copy(update={"gating": "random"}))
     assert found.scored.sum() == 600 and found.scored[labels > 0].mean() > max(0.8, chance.scored[labels > 0].mean())
     assert found.scores[labels > 0].mean() > np.quantile(found.scores[found.scored & (labels == 0)], 0.9)
@@ -108,3 +108,14 @@ def test_the_self_reference_bank_is_the_set_farthest_point_sampling_chooses():
         np.testing.assert_array_equal(farthest_point_set(points, 700, seed),
                                       np.sort(farthest_point_sampling(points, 700, seed)))
     assert len(farthest_point_set(points, 5000)) == 3000  # asked for more than there are: every point
+
+
+def test_surface_variation_stands_out_on_a_bump_and_a_large_cloud_is_measured_on_its_working_cloud():
+    from agent3d.evaluation.metrics import auroc
+    from agent3d.geometry import surface_variation
+
+    points, labels = plant_bump(wavy_surface(8000), radius=0.15, height=0.06)
+    full = surface_variation(points, k=64)
+    assert full.shape == (8000,) and np.all((full >= 0) & (full <= 1 / 3)) and auroc(labels, full) > 0.9
+    subsampled = surface_variation(points, k=64, max_points=4000)  # 32 neighbours of a half: the same size
+    assert auroc(labels, subsampled) > 0.9 and np.corrcoef(full, subsampled)[0, 1] > 0.8

@@ -10,7 +10,11 @@ from scipy.spatial import cKDTree
 from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 
-from agent3d.scoring.state import MAX_WORKING_POINTS, ScoringState, working_cloud
+from agent3d.sampling import MAX_WORKING_POINTS, working_cloud
+from agent3d.scoring.state import ScoringState
+
+__all__ = ["CHUNK", "MAX_WORKING_POINTS", "ScorerBase", "at_working_resolution", "interpolate", "nearest_neighbours",
+           "smooth", "working_cloud"]
 
 CHUNK = 16384  # query points per batch, bounds memory on large clouds
 

@@ -11,26 +11,11 @@ from collections import Counter
 import numpy as np
 
 from agent3d.features import CloudFeatures
-
-MAX_WORKING_POINTS = 100_000
-
-
-def working_cloud(points: np.ndarray, max_points: int = MAX_WORKING_POINTS, seed: int = 0) -> np.ndarray:
-    """Indices of the points features are computed on: all of them, or for large scans a seeded
-    uniform random subsample of ``max_points`` (features describe local shape, which a fifth of a
-    dense scan still carries; O(n), unlike a voxel grid whose size must be searched for).
-
-    Returns
-    -------
-    ndarray of shape (min(max_points, n_points),), int64, sorted
-    """
-    if len(points) <= max_points:
-        return np.arange(len(points), dtype=np.int64)
-    return np.sort(np.random.default_rng(seed).choice(len(points), size=max_points, replace=False))
+from agent3d.sampling import MAX_WORKING_POINTS, working_cloud
 
 
 class WorkingState:
-    """The state of one working cloud (:func:`agent3d.scoring.common.working_cloud`) of a cloud.
+    """The state of one working cloud (:func:`agent3d.sampling.working_cloud`) of a cloud.
 
     Parameters
     ----------
