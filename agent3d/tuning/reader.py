@@ -1,18 +1,20 @@
-"""``agent3d tune generated --method guidance-lora``: a guidance reader tuned through the model on generated phrasings.
+"""``agent3d tune generated --method guidance-lora|guidance-verbalizer``: a guidance reader tuned through the model
+on generated phrasings.
 
 A LoRA adapter (rank 8 on the attention's query and value projections of every layer; Hu et al., ICLR 2022; peft)
 and three linear heads on the standardised pooled state, each started from the frozen model's logistic-regression
-probe (linear probing, then fine-tuning: Kumar et al., ICLR 2022) — kind (raised / sunk / any, softmax), normal features (edges / corners / holes, one sigmoid
-each), size (small / large / any, softmax) — are trained together on phrasings of :mod:`agent3d.guidance_corpus`,
-read inside the note of :data:`agent3d.guidance.NOTE`, the final states of its last 8 tokens averaged (the states
-llama.cpp returns in embedding mode). With a verbalizer (``--method guidance-verbalizer``) the kind head reads the note's
-last state and starts as the model's own output layer restricted to one word per kind (the unembedding rows of
-" raised", " sunk", " all": the model's next-word choice among them, a verbalizer as in PET, Schick & Schütze, EACL
-2021), so tuning starts from what the pretrained model already makes of the words. A fifth of the generator's constructions (templates) is held apart: the
-abstention threshold is chosen on their phrasings, the lowest kind probability at which the reader's kind is right
-for at least 0.95 of them, and their accuracy is recorded (choice on training data only; the hand-written held-out
-set is never read here). The adapter is written as a llama.cpp LoRA GGUF (``adapter.gguf``), so detection reads with
-llama.cpp and no torch.
+probe (linear probing, then fine-tuning: Kumar et al., ICLR 2022) — kind (raised / sunk / any, softmax), normal
+features (edges / corners / holes, one sigmoid each), size (small / large / any, softmax) — are trained together on
+phrasings of :mod:`agent3d.guidance_corpus`, read inside the note of :data:`agent3d.guidance.NOTE`, the final states
+of its last 8 tokens averaged (the states llama.cpp returns in embedding mode). With a verbalizer (``--method
+guidance-verbalizer``) the kind head reads the note's last state and starts as the model's own output layer
+restricted to one word per kind (the unembedding rows of " raised", " sunk", " all": the model's next-word choice
+among them, a verbalizer as in PET, Schick & Schütze, EACL 2021), so tuning starts from what the pretrained model
+already makes of the words. A fifth of the generator's constructions (templates) is held apart: the abstention
+threshold is chosen on their phrasings, the lowest kind probability at which the reader's kind is right for at least
+0.95 of them, and their accuracy is recorded (choice on training data only; the hand-written held-out set is never
+read here). The adapter is written as a llama.cpp LoRA GGUF (``adapter.gguf``), so detection reads with llama.cpp
+and no torch.
 """
 
 from __future__ import annotations
@@ -122,11 +124,18 @@ class ReaderModel:
                 say(f"verbalizer {self.verbalizer}: zero-shot training accuracy "
                     f"{(self.heads['kind'](torch.as_tensor(states)).argmax(1).numpy() == kind).mean():.3f}")
             for field, labels in (("size", size),) if self.verbalizer else (("kind", kind), ("size", size)):
+                if len(np.unique(labels)) < 2:  # a small corpus may hold one value only: the head starts at zero
+                    continue
                 probe = LogisticRegression(C=PROBE_C, max_iter=3000).fit(standard, labels)
-                self.heads[field].weight.copy_(torch.as_tensor(probe.coef_, dtype=torch.float32))
-                self.heads[field].bias.copy_(torch.as_tensor(probe.intercept_, dtype=torch.float32))
+                rows = np.unique(labels)  # the classes present, in the head's order
+                self.heads[field].weight[rows] = torch.as_tensor(probe.coef_, dtype=torch.float32) if len(rows) > 2 \
+                    else torch.as_tensor(np.vstack([-probe.coef_, probe.coef_]) / 2, dtype=torch.float32)
+                self.heads[field].bias[rows] = torch.as_tensor(probe.intercept_, dtype=torch.float32) if len(rows) > 2 \
+                    else torch.as_tensor(np.concatenate([-probe.intercept_, probe.intercept_]) / 2, dtype=torch.float32)
                 say(f"probe {field}: training accuracy {probe.score(standard, labels):.3f}")
             for j in range(normal.shape[1]):
+                if len(np.unique(normal[:, j])) < 2:
+                    continue
                 probe = LogisticRegression(C=PROBE_C, max_iter=3000).fit(standard, normal[:, j])
                 self.heads["normal"].weight[j].copy_(torch.as_tensor(probe.coef_[0], dtype=torch.float32))
                 self.heads["normal"].bias[j] = float(probe.intercept_[0])
