@@ -18,6 +18,7 @@ from agent3d.spec import DefectSpec
 from agent3d.evaluation.metrics import GroundTruth, auroc
 from agent3d.gating import TO_BEAT, strategy
 from agent3d.pipeline import detect
+from agent3d.scoring import ScoringState
 
 BASELINES = ("learned", "saliency", "cascade", "random", "all")
 
@@ -54,13 +55,15 @@ def verdict(cloud: PointCloud, result: Detection, config: DetectConfig, scorer) 
 
     table = {result.gating: figures(result)}
     spec = DefectSpec.model_validate(result.guidance["spec"]) if result.guidance else None
+    state = ScoringState(cloud.points)  # the baselines share what the cloud costs the scorer
     for gating in BASELINES:  # the guidance as the run read it, not read again
         if gating not in table:
-            table[gating] = figures(detect(cloud, config.model_copy(update={"gating": gating}), None, scorer, spec))
+            table[gating] = figures(detect(cloud, config.model_copy(update={"gating": gating}), None, scorer, spec,
+                                           state))
     if result.guidance:
         for gating in BASELINES:
             blind = config.model_copy(update={"gating": gating, "guidance": ""})
-            table[f"{gating} (text-blind)"] = figures(detect(cloud, blind, None, scorer))
+            table[f"{gating} (text-blind)"] = figures(detect(cloud, blind, None, scorer, state=state))
     return table
 
 

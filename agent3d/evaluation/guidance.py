@@ -46,6 +46,7 @@ from agent3d.guidance_sets import GuidanceEntry, GuidanceSet
 from agent3d.spec import KINDS, DefectSpec
 from agent3d.outputs import write_json
 from agent3d.pipeline import detect
+from agent3d.scoring import ScoringState
 
 SPLITS = ("train", "held-out")
 
@@ -193,8 +194,9 @@ def _steered(truth: dict, gating: str, entries: list[GuidanceEntry], specs: list
     :func:`_weighted`."""
     config = run.detect.model_copy(update={"gating": gating})
     guided, hits = {}, {}
+    state = truth.setdefault("state", ScoringState(truth["cloud"].points))  # one per cloud, for every row
     for i, spec in enumerate(specs):
-        found = detect(truth["cloud"], config, None, scorer, spec=spec)
+        found = detect(truth["cloud"], config, None, scorer, spec=spec, state=state)
         guided[i] = found.scores
         hits[i] = _hits(truth, found.seeds)[entries[i].kind]
     return truth["kinds"], guided, hits
