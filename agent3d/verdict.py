@@ -102,8 +102,8 @@ def verdict_line(table: dict) -> str:
     rivals = [g for g in TO_BEAT if g != run]
     beaten = [g for g in rivals if table[g]["p_auroc"] is not None and figures["p_auroc"] > table[g]["p_auroc"]
               and figures["regions_hit"] >= table[g]["regions_hit"]]
+    named = ", ".join(rivals[:-1]) + f" and {rivals[-1]}" if len(rivals) > 1 else rivals[0]
     if beaten == rivals:
-        return (f"{run} beats {' and '.join(beaten)} on this cloud (P-AUROC and regions hit); one cloud is not "
-                "evidence: run evaluate.")
-    return (f"{run} does not beat {' and '.join(rivals)} on this cloud: the classical baselines point at the defect "
-            "as well or better.")
+        return f"{run} beats {named} on this cloud (P-AUROC and regions hit); one cloud is not evidence: run evaluate."
+    return (f"{run} does not beat {named} on this cloud: the classical baselines point at the defect as well or "
+            "better.")

@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -18,11 +23,14 @@ def test_the_documentation_site_builds_strictly_with_every_page(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     site = tmp_path / "site"
-    for page in ("guide/guidance", "results/guidance", "api", "cli", "changelog", "design"):
+    for page in ("guide/guidance", "results/guidance", "results/scoring-cost", "api", "cli", "changelog", "design"):
         assert (site / page / "index.html").is_file(), page
     assert "DefectSpec" in (site / "api" / "index.html").read_text()
     cli = (site / "cli" / "index.html").read_text()
-    assert "guidance" in cli and "--guidance-reader" in cli and "0.5.0" in (site / "changelog" / "index.html").read_text()
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert "guidance" in cli and "--guidance-reader" in cli and "cascade" in cli
+    assert f"[{version}]" in (site / "changelog" / "index.html").read_text()  # this version is in the changelog
+    assert "ScoringState" in (site / "api" / "index.html").read_text()
 
 
 def test_the_readme_is_a_short_front_door():
