@@ -104,9 +104,11 @@ def plot(rows: list[dict], path: Path) -> None:
     for axis, (set_name, scorer) in zip(axes[0], panels):
         mine = [r for r in rows if (r["set"], r["scorer"]) == (set_name, scorer) and r["growth"] == "fixed"]
         for gating in GATINGS:
-            points = sorted((r["fraction_scored"], r["scoring_ratio"]) for r in mine if r["gating"] == gating)
-            fractions = sorted({f for f, _ in points})
-            axis.plot(fractions, [np.median([v for f, v in points if f == x]) for x in fractions], "o-", label=gating)
+            runs = [r for r in mine if r["gating"] == gating]
+            budgets = sorted({r["budget"] for r in runs})
+            axis.plot([np.median([r["fraction_scored"] for r in runs if r["budget"] == b]) for b in budgets],
+                      [np.median([r["scoring_ratio"] for r in runs if r["budget"] == b]) for b in budgets], "o-",
+                      label=gating)
         axis.plot([0, 1], [0, 1], ":", color="grey", label="proportional")
         axis.axhline(1.0, color="black", lw=0.8, label="all")
         axis.set(title=f"{set_name}, {scorer}", xlabel="fraction of points scored",
@@ -122,7 +124,11 @@ def main() -> None:
     parser.add_argument("--clouds", nargs="+", default=["pointsgrade", "500k"], choices=["pointsgrade", "500k"])
     parser.add_argument("--scorers", nargs="+", default=["self-reference", "memory-bank"])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--plot-only", action="store_true", help="redraw cost.png from --out's cost.json")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads((args.out / "cost.json").read_text()), args.out / "cost.png")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     print("| set | scorer | cloud | gating | growth | fraction scored | scoring s | x all | detect s | x all |")
     print("|---|---|---|---|---|---|---|---|---|---|")
