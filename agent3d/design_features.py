@@ -26,7 +26,6 @@ MIN_ANGLE = 30.0  # degrees between the planes
 EXPLAINED_WEIGHT = 0.02  # the weight guidance gives an explained point (others: 1)
 NOISE = 2.0  # a piecewise fit explains only down to this many times the cloud's median one-plane residual
 BENT = 3.0  # one plane must miss by this many times the piecewise fit's allowance: the surface really bends
-DILATE = 0.5
 ITERATIONS = 8
 CHUNK = 50_000
 
@@ -70,7 +69,7 @@ def _piecewise_fit(neighbours: np.ndarray, normals: np.ndarray, groups: int) -> 
 
 
 def residuals(points: np.ndarray, features: list[str], normals: np.ndarray | None = None, k: int = K,
-              min_angle: float = MIN_ANGLE) -> tuple[np.ndarray, np.ndarray]:
+              min_angle: float = MIN_ANGLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each point's one-plane residual and the residual left once ``features`` explain what they can (the smaller of
     one plane's and each allowed piecewise fit's whose planes are at least ``min_angle`` apart).
 
@@ -89,12 +88,9 @@ def residuals(points: np.ndarray, features: list[str], normals: np.ndarray | Non
     -------
     one, left : ndarray of shape (n_points,), float64
         Root-mean-square residuals, in the cloud's units.
+    neighbourhoods : ndarray of shape (n_points, min(k, n_points)), int64
+        The nearest neighbours each point's fits used.
     """
-    return _residuals(points, features, normals, k, min_angle)[:2]
-
-
-def _residuals(points, features, normals, k, min_angle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`residuals` and the neighbourhoods they were fitted on (indices, shape (n_points, k))."""
     points = np.asarray(points, dtype=np.float64)
     wanted = ({2} if set(features) & {"edges", "holes"} else set()) | ({3} if "corners" in features else set())
     k = min(k, len(points))
@@ -139,7 +135,7 @@ def explained(points: np.ndarray, features: list[str], normals: np.ndarray | Non
     -------
     ndarray of shape (n_points,), bool
     """
-    one, left = residuals(points, features, normals, k, min_angle)
+    one, left, _ = residuals(points, features, normals, k, min_angle)
     return _explained(one, left, ratio, noise_factor)
 
 
@@ -158,7 +154,7 @@ def _one_plane(neighbourhoods: np.ndarray) -> np.ndarray:
 def feature_weights(points: np.ndarray, features: list[str], normals: np.ndarray | None = None) -> np.ndarray:
     """Guidance's weight for normal design features: :data:`EXPLAINED_WEIGHT` where :func:`explained`, 1 elsewhere;
     ndarray of shape (n_points,), float64 (all ones without features)."""
-    return feature_fit(points, features, normals)[0]
+    return feature_fit(points, features, normals)[0] if features else np.ones(len(points))
 
 
 def feature_fit(points: np.ndarray, features: list[str],
@@ -177,7 +173,7 @@ def feature_fit(points: np.ndarray, features: list[str],
     weights, unexplained : ndarray of shape (n_points,), float64
     """
     weights = np.ones(len(points))
-    one, left, index = _residuals(points, features, normals, K, MIN_ANGLE)
+    one, left, index = residuals(points, features, normals)
     if not features:
         return weights, one
     found = _explained(one, left)

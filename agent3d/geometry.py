@@ -95,12 +95,11 @@ def local_geometry(points: np.ndarray, query: np.ndarray, k: int = NORMAL_NEIGHB
     normals = eigenvectors[:, :, 0]
     outward = np.sum(normals * (points[query] - points.mean(axis=0)), axis=1) < 0
     normals[outward] *= -1
-    total = np.maximum(eigenvalues.sum(axis=1), 1e-300)
     spacing = np.maximum(distance[:, 1:].mean(axis=1), 1e-300)
     rng = np.random.default_rng(seed)
     probe = rng.choice(points.shape[0], size=min(4096, points.shape[0]), replace=False)
     typical = float(np.median(tree.query(points[probe], k=k, workers=-1)[0][:, 1:].mean(axis=1)))
-    return LocalGeometry(normals=normals, curvature=eigenvalues[:, 0] / total,
+    return LocalGeometry(normals=normals, curvature=_variation(eigenvalues),
                          residual=np.sqrt(np.maximum(eigenvalues[:, 0], 0)) / spacing,
                          density=typical / spacing)
 
@@ -161,6 +160,11 @@ def _local_pca(neighbourhoods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.linalg.eigh(covariance)
 
 
+def _variation(eigenvalues: np.ndarray) -> np.ndarray:
+    """Surface variation lambda_0 / (lambda_0 + lambda_1 + lambda_2) of ascending eigenvalues (n, 3) -> (n,)."""
+    return eigenvalues[:, 0] / np.maximum(eigenvalues.sum(axis=1), 1e-300)
+
+
 def median_spacing(points: np.ndarray, tree: cKDTree | None = None, seed: int = 0, n_probe: int = 4096) -> float:
     """Median distance from a point to its nearest neighbour, measured on up to ``n_probe`` seeded points.
 
@@ -178,7 +182,6 @@ def median_spacing(points: np.ndarray, tree: cKDTree | None = None, seed: int = 
     tree = tree or cKDTree(points)
     probe = np.random.default_rng(seed).choice(points.shape[0], size=min(n_probe, points.shape[0]), replace=False)
     return float(np.median(tree.query(points[probe], k=2, workers=-1)[0][:, 1]))
-
 
 
 def surface_variation(points: np.ndarray, k: int = 128, max_points: int = MAX_WORKING_POINTS, seed: int = 0,
@@ -214,7 +217,7 @@ def surface_variation(points: np.ndarray, k: int = 128, max_points: int = MAX_WO
     for start in range(0, len(sub), chunk):
         _, neighbours = tree.query(sub[start:start + chunk], k=k, workers=-1)
         eigenvalues, _ = _local_pca(sub[np.asarray(neighbours).reshape(-1, k)])
-        variation[start:start + chunk] = eigenvalues[:, 0] / np.maximum(eigenvalues.sum(axis=1), 1e-300)
+        variation[start:start + chunk] = _variation(eigenvalues)
     if len(sub) == len(points):
         return variation
     return variation[tree.query(points, workers=-1)[1]]

@@ -146,9 +146,7 @@ class GuidanceReader:
         mean, scale = states.mean(axis=0), states.std(axis=0) + 1e-6
         model = LogisticRegression(C=strength, max_iter=5000, random_state=seed).fit((states - mean) / scale, kinds)
         self.classes_ = [str(c) for c in model.classes_]
-        coef, intercept = model.coef_, model.intercept_
-        if len(self.classes_) == 2:  # scikit-learn keeps one row for two classes
-            coef, intercept = np.vstack([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
+        coef, intercept = class_rows(model)
         self.arrays_ = {"mean": mean, "scale": scale, "coef": coef, "intercept": intercept}
         self.record_, self.adapter_, self.abstain_below_ = {"classes": self.classes_}, None, 0.0
         return self
@@ -202,6 +200,16 @@ class GuidanceReader:
         np.savez(folder / "guidance.npz", **self.arrays_)
         self.record_ = {**record, "classes": self.classes_}
         write_json(folder / "guidance.json", self.record_)
+
+
+def class_rows(probe) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted scikit-learn ``LogisticRegression``'s weights with one row per class: ndarrays of shape (n_classes,
+    n_features) and (n_classes,), float64 (scikit-learn keeps one row for two classes: split evenly, as a softmax
+    over the two gives the same probabilities)."""
+    coef, intercept = probe.coef_, probe.intercept_
+    if len(probe.classes_) == 2:
+        coef, intercept = np.vstack([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
+    return coef, intercept
 
 
 def shipped_reader_dir() -> Path:

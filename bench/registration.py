@@ -32,7 +32,7 @@ from scorer import DEFAULT_MESH, sample_surface  # noqa: E402  (sibling benchmar
 def run_one(n_points: int, scorer_name: str, gating: str) -> dict:
     from agent3d.gating import gate, random_seeds
     from agent3d.scoring import build_scorer
-    from agent3d.scoring.common import working_cloud
+    from agent3d.sampling import working_cloud
     from agent3d.scoring.registration import register_best
     from agent3d.sampling import sample
 

@@ -53,7 +53,7 @@ def run_one(mesh: Path, n_points: int, scorer_name: str, gating: str) -> dict:
     from agent3d.geometry import local_geometry
     from agent3d.sampling import sample
     from agent3d.scoring import MemoryBankScorer, SelfReferenceScorer
-    from agent3d.scoring.common import working_cloud
+    from agent3d.sampling import working_cloud
 
     points = sample_surface(mesh, n_points, seed=1)
     reference = sample_surface(mesh, n_points, seed=2) if scorer_name == "memory-bank" else None

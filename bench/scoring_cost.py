@@ -23,19 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scorer import sample_surface
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.5)
 GATINGS = ("cascade", "saliency", "random")
-
-
-def sample_surface(mesh_path: Path, n_points: int, seed: int) -> np.ndarray:
-    """Points of shape (n_points, 3) sampled uniformly by area on the mesh surface (open3d, seeded)."""
-    import open3d as o3d
-
-    o3d.utility.random.seed(seed)
-    mesh = o3d.io.read_triangle_mesh(str(mesh_path))
-    return np.asarray(mesh.sample_points_uniformly(number_of_points=n_points).points)
 
 
 def clouds(name: str) -> tuple[list, np.ndarray]:

@@ -9,7 +9,8 @@ from scipy.spatial.transform import Rotation
 from sklearn.metrics import roc_auc_score
 
 from agent3d.scoring import MemoryBankScorer, SelfReferenceScorer, object_score, propagate
-from agent3d.scoring.common import interpolate, smooth, working_cloud
+from agent3d.sampling import working_cloud
+from agent3d.scoring.common import interpolate, smooth
 from agent3d.scoring.memory_bank import greedy_coreset
 
 ALL = np.arange(6000)

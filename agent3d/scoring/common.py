@@ -10,11 +10,7 @@ from scipy.spatial import cKDTree
 from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 
-from agent3d.sampling import MAX_WORKING_POINTS, working_cloud
 from agent3d.scoring.state import ScoringState
-
-__all__ = ["CHUNK", "MAX_WORKING_POINTS", "ScorerBase", "at_working_resolution", "interpolate", "nearest_neighbours",
-           "smooth", "working_cloud"]
 
 CHUNK = 16384  # query points per batch, bounds memory on large clouds
 
@@ -60,7 +56,7 @@ def at_working_resolution(points: np.ndarray, indices: np.ndarray, max_points: i
     points : ndarray of shape (n_points, 3), float64
     indices : ndarray of shape (n_scored,), int64
     max_points : int
-        Working-cloud size limit (see :func:`working_cloud`).
+        Working-cloud size limit (see :func:`agent3d.sampling.working_cloud`).
     score_working : callable
         ``score_working(work, local) -> (positions (m, 3), scores (m,))`` scores the working points ``local`` of
         ``work`` (:class:`agent3d.scoring.state.WorkingState`; the nearest working point of every scored point).

@@ -10,13 +10,11 @@ import math
 import numpy as np
 
 from agent3d.features import group_centres, group_features, group_means
-from agent3d.sampling import farthest_first
+from agent3d.sampling import MAX_WORKING_POINTS, farthest_first, working_cloud
 from agent3d.scoring.common import (
-    MAX_WORKING_POINTS,
     ScorerBase,
     at_working_resolution,
     nearest_neighbours,
-    working_cloud,
 )
 from agent3d.scoring.state import ScoringState, WorkingState
 
@@ -38,7 +36,7 @@ class MemoryBankScorer(ScorerBase):
         Score = mean distance to this many nearest bank entries (PatchCore: 1).
     max_points : int, default 100000
         Larger clouds (references and test) are featurized on a random working subsample of this
-        size (:func:`working_cloud`); scores are interpolated back to every point.
+        size (:func:`agent3d.sampling.working_cloud`); scores are interpolated back to every point.
     seed : int, default 0
         Seeds the coreset start and its random projection.
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from agent3d.base import InputError
 from agent3d.geometry import median_spacing, open3d_serial
-from agent3d.scoring.common import ScorerBase, smooth, working_cloud
+from agent3d.sampling import working_cloud
+from agent3d.scoring.common import ScorerBase, smooth
 from agent3d.scoring.state import ScoringState
 
 VOXEL_FRACTION = 0.02  # voxel edge for the coarse stage, as a fraction of the bounding-box diagonal

@@ -7,14 +7,13 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from agent3d.geometry import median_spacing, open3d_serial
+from agent3d.sampling import MAX_WORKING_POINTS, working_cloud
 from agent3d.scoring.common import (
     CHUNK,
-    MAX_WORKING_POINTS,
     ScorerBase,
     at_working_resolution,
     nearest_neighbours,
     smooth,
-    working_cloud,
 )
 from agent3d.scoring.state import ScoringState, WorkingState
 
@@ -37,7 +36,7 @@ class SelfReferenceScorer(ScorerBase):
         bank's group size. Chosen on pointsgrade surfaces 00-09 among 8, 16, 24, 32 (pooled P-AUROC
         0.985, 0.990, 0.993, 0.995); on the held-out surfaces 10-19, 8 gives 0.983 and 32 gives 0.994.
     max_points : int, default 100000
-        Larger clouds are scored on a random working subsample of this size (:func:`working_cloud`).
+        Larger clouds are scored on a random working subsample of this size (:func:`agent3d.sampling.working_cloud`).
     seed : int, default 0
         Seeds the farthest point sampling of the bank.
     """

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from agent3d import outputs
-from agent3d.guidance import NOTE, GuidanceReader
+from agent3d.guidance import NOTE, GuidanceReader, class_rows
 from agent3d.guidance_corpus import generate
 from agent3d.llm.transformers import load_base, model_identity
 from agent3d.spec import FEATURES, KINDS, SIZES
@@ -112,9 +112,10 @@ class ReaderModel:
         with torch.no_grad(), self.model.disable_adapter():
             states = np.vstack([self.pooled([e["text"] for e in corpus[start:start + 32]]).numpy()
                                 for start in range(0, len(corpus), 32)])
-        self.mean, self.scale = states.mean(axis=0), states.std(axis=0) + 1e-6
-        if self.verbalizer:  # the kind head reads the raw state as the output layer does; the others are folded
-            self.mean, self.scale = np.zeros_like(self.mean), np.ones_like(self.scale)
+        if self.verbalizer:  # the kind head reads the raw state as the output layer does, and so do the others
+            self.mean, self.scale = np.zeros(states.shape[1]), np.ones(states.shape[1])
+        else:
+            self.mean, self.scale = states.mean(axis=0), states.std(axis=0) + 1e-6
         standard = (states - self.mean) / self.scale
         kind, normal, size = targets(corpus)
         with torch.no_grad():
@@ -127,11 +128,9 @@ class ReaderModel:
                 if len(np.unique(labels)) < 2:  # a small corpus may hold one value only: the head starts at zero
                     continue
                 probe = LogisticRegression(C=PROBE_C, max_iter=3000).fit(standard, labels)
-                rows = np.unique(labels)  # the classes present, in the head's order
-                self.heads[field].weight[rows] = torch.as_tensor(probe.coef_, dtype=torch.float32) if len(rows) > 2 \
-                    else torch.as_tensor(np.vstack([-probe.coef_, probe.coef_]) / 2, dtype=torch.float32)
-                self.heads[field].bias[rows] = torch.as_tensor(probe.intercept_, dtype=torch.float32) if len(rows) > 2 \
-                    else torch.as_tensor(np.concatenate([-probe.intercept_, probe.intercept_]) / 2, dtype=torch.float32)
+                coef, intercept = class_rows(probe)  # rows of the classes present, in the head's order
+                self.heads[field].weight[probe.classes_] = torch.as_tensor(coef, dtype=torch.float32)
+                self.heads[field].bias[probe.classes_] = torch.as_tensor(intercept, dtype=torch.float32)
                 say(f"probe {field}: training accuracy {probe.score(standard, labels):.3f}")
             for j in range(normal.shape[1]):
                 if len(np.unique(normal[:, j])) < 2:
